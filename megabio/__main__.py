@@ -1,0 +1,5 @@
+import sys
+
+from megabio.cli import main
+
+sys.exit(main())

@@ -1,0 +1,83 @@
+"""The `megabio` command (also `python -m megabio`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from megabio.config import PRESETS, ConfigError, ModelConfig
+from megabio.sizing import model_report
+
+
+def _add_model_info(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "model-info", help="parameter count and estimated training memory of a preset",
+        description="Print a preset's parameters (total and per tensor-parallel rank) and its estimated "
+                    "training memory per rank (weights, gradients, Adam state and activations).")
+    parser.add_argument("--preset", required=True, help=f"one of: {', '.join(PRESETS)}")
+    parser.add_argument("--vocab-size", type=int, help="unpadded vocabulary size (default: BERT-cased, 28996)")
+    parser.add_argument("--tensor-model-parallel-size", type=int, default=1, metavar="N")
+    parser.add_argument("--micro-batch-size", type=int, default=1)
+    parser.add_argument("--seq-length", type=int, help="default: the preset's max positions")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_const", dest="precision", const="bf16")
+    precision.add_argument("--fp16", action="store_const", dest="precision", const="fp16")
+    parser.add_argument("--recompute-activations", action="store_true")
+    parser.add_argument("--sequence-parallel", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(handler=_model_info, precision="fp32")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def _model_info(args: argparse.Namespace) -> int:
+    overrides = {} if args.vocab_size is None else {"vocab_size": args.vocab_size}
+    config = ModelConfig.from_preset(args.preset, **overrides)
+    if args.seq_length is not None and args.seq_length > config.max_position_embeddings:
+        raise ConfigError(f"--seq-length {args.seq_length} exceeds the preset's max_position_embeddings="
+                          f"{config.max_position_embeddings}")
+    report = model_report(
+        config, args.tensor_model_parallel_size, micro_batch_size=args.micro_batch_size,
+        seq_length=args.seq_length, precision=args.precision,
+        recompute_activations=args.recompute_activations, sequence_parallel=args.sequence_parallel)
+    report = {"preset": args.preset, **report}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    memory = report["training_memory_per_rank_bytes"]
+    rows = [
+        ("preset", args.preset),
+        ("shape", f"{config.num_layers} layers x {config.hidden_size} hidden, {config.num_attention_heads} heads, "
+                  f"ffn {config.ffn_hidden_size}"),
+        ("vocab (padded)", f"{config.vocab_size} ({report['padded_vocab_size']})"),
+        ("tensor parallel", str(args.tensor_model_parallel_size)),
+        ("parameters", f"{report['parameters']:,} ({report['parameters'] / 1e6:.1f}M)"),
+        ("parameters per rank", f"{report['parameters_per_rank']:,}"),
+        (f"weights+grads+Adam ({args.precision})", _gib(memory["parameters_and_optimizer"])),
+        (f"activations (micro-batch {args.micro_batch_size})", _gib(memory["activations"])),
+        ("training memory per rank", _gib(memory["total"])),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="megabio", description="Megatron-style biomedical BERT training.")
+    subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    _add_model_info(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, ValueError, OSError) as error:
+        print(f"megabio: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,57 @@
+"""Multi-head self-attention with heads split over tensor-parallel ranks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from megabio.config import ModelConfig
+from megabio.kernels import scaled_masked_softmax
+from megabio.parallel.layers import ColumnParallelLinear, InitMethod, RowParallelLinear, normal_init
+from megabio.parallel.random import MODEL_PARALLEL_RNG, RNGStatesTracker
+from megabio.parallel.sharding import divide
+from megabio.parallel.state import ParallelState
+
+
+class ParallelSelfAttention(nn.Module):
+    """Self-attention; each TP rank owns num_heads / tp heads.
+
+    The fused QKV projection is column-parallel with its rows laid out per head as `[heads, 3, head_dim]`
+    (Megatron's layout), so a contiguous TP split hands each rank whole heads with their Q, K and V. The
+    output projection is row-parallel and returns its bias unapplied for the fused bias-dropout-add.
+    """
+
+    def __init__(self, config: ModelConfig, state: ParallelState, rng_tracker: RNGStatesTracker,
+                 output_init: InitMethod) -> None:
+        super().__init__()
+        self.config, self.rng_tracker = config, rng_tracker
+        self.heads_per_rank = divide(config.num_attention_heads, state.tp_size, "num_attention_heads")
+        self.head_dim = config.head_dim
+        self.query_key_value = ColumnParallelLinear(
+            config.hidden_size, 3 * config.hidden_size, state,
+            init_method=normal_init(config.init_method_std))
+        self.dense = RowParallelLinear(
+            config.hidden_size, config.hidden_size, state, skip_bias_add=True, init_method=output_init)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: `[s, b, h]` (or `[s/tp, b, h]`); padding_mask: bool `[b, 1, 1, s]`, True = padded key."""
+        qkv, _ = self.query_key_value(x)  # [s, b, 3 * h / tp]
+        seq_len, batch = qkv.shape[:2]
+        qkv = qkv.view(seq_len, batch, self.heads_per_rank, 3, self.head_dim)  # [s, b, np, 3, hn]
+        query, key, value = qkv.permute(3, 1, 2, 0, 4).unbind(0)  # 3 x [b, np, s, hn]
+        dropout = self.config.attention_dropout if self.training else 0.0
+        # Attention probabilities belong to this rank's heads only: always the model-parallel stream.
+        with self.rng_tracker.fork(MODEL_PARALLEL_RNG, x.device):
+            if self.config.attention_backend == "sdpa":
+                keep = None if padding_mask is None else ~padding_mask
+                context = F.scaled_dot_product_attention(query, key, value, attn_mask=keep, dropout_p=dropout)
+            else:
+                scores = torch.matmul(query, key.transpose(-2, -1))  # [b, np, sq, sk]
+                probs = scaled_masked_softmax(scores, padding_mask, 1.0 / math.sqrt(self.head_dim))
+                context = torch.matmul(F.dropout(probs, dropout, self.training), value)  # [b, np, s, hn]
+        context = context.permute(2, 0, 1, 3).reshape(seq_len, batch, -1)  # [s, b, h / tp]
+        return self.dense(context)
