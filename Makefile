@@ -23,7 +23,7 @@ test: lint
 	$(PYTHON) -m pytest -q
 
 demo: $(STAMP)
-	$(VENV)/bin/torchrun --standalone --nproc-per-node 2 examples/quickstart.py
+	OMP_NUM_THREADS=1 $(VENV)/bin/torchrun --standalone --nproc-per-node 2 examples/quickstart.py
 
 bench: $(STAMP)
 	$(PYTHON) benchmarks/bench_model.py

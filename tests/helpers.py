@@ -13,8 +13,8 @@ VOCAB_SIZE = 1100
 
 def tiny_config(**overrides) -> ModelConfig:
     """The tiny preset with a small vocabulary and no dropout, so runs compare exactly."""
-    return ModelConfig.from_preset(
-        "tiny", vocab_size=VOCAB_SIZE, hidden_dropout=0.0, attention_dropout=0.0, **overrides)
+    settings = dict(vocab_size=VOCAB_SIZE, hidden_dropout=0.0, attention_dropout=0.0)
+    return ModelConfig.from_preset("tiny", **{**settings, **overrides})
 
 
 def make_batch(batch: int = 4, seq: int = 16, masked_per_sample: int = 3, seed: int = 0) -> dict:

@@ -93,8 +93,11 @@ class BertForPretraining(nn.Module):
         binary_logits = self.binary_head(hidden) if self.binary_head is not None else None
         loss = None
         if mlm_labels is not None:
-            per_token = vocab_parallel_cross_entropy(mlm_logits, mlm_labels, self.parallel_state, IGNORE_INDEX)
-            loss = per_token.sum() / (mlm_labels != IGNORE_INDEX).sum().clamp(min=1)
+            # Only ~15% of positions carry a label: the softmax over the vocabulary runs on those alone.
+            labelled = mlm_labels != IGNORE_INDEX
+            per_token = vocab_parallel_cross_entropy(mlm_logits[labelled], mlm_labels[labelled],
+                                                     self.parallel_state)
+            loss = per_token.sum() / labelled.sum().clamp(min=1)
         if binary_labels is not None:
             binary_loss = F.cross_entropy(_at_least_fp32(binary_logits), binary_labels, ignore_index=IGNORE_INDEX)
             loss = binary_loss if loss is None else loss + binary_loss

@@ -1,0 +1,132 @@
+"""One pretraining step (forward, backward, AdamW) of the `small` preset on CPU, megabio against
+transformers' MegatronBertForPreTraining of the same shape, measured in the same run.
+
+Prints tokens/s for fp32 and bf16 autocast, the ratio to transformers, and the achieved FLOP/s as a share
+of a large matmul's FLOP/s measured here too.
+
+    python benchmarks/bench_model.py [--batch 16 --seq 128 --steps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from megabio.config import ModelConfig
+from megabio.model import IGNORE_INDEX, BertForPretraining
+
+
+def training_flops(config: ModelConfig, batch: int, seq: int) -> float:
+    """Matmul FLOPs of forward + backward (3x forward) of BertForPretraining."""
+    h, f, tokens = config.hidden_size, config.ffn_hidden_size, batch * seq
+    per_layer = 2 * tokens * (4 * h * h + 2 * h * f) + 2 * 2 * tokens * seq * h  # projections + attention
+    heads = 2 * tokens * (h * h + h * config.padded_vocab_size())  # LM transform + logits
+    return 3.0 * (config.num_layers * per_layer + heads)
+
+
+def matmul_flops_per_second(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # warm up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def make_batch(config: ModelConfig, batch: int, seq: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, config.vocab_size, (batch, seq), generator=generator)
+    labels = ids.masked_fill(torch.rand(batch, seq, generator=generator) > 0.15, IGNORE_INDEX)
+    return dict(input_ids=ids, attention_mask=torch.ones_like(ids),
+                token_type_ids=torch.zeros_like(ids), labels=labels,
+                binary_labels=torch.randint(0, 2, (batch,), generator=generator))
+
+
+def megabio_step(config: ModelConfig) -> Callable[[dict], torch.Tensor]:
+    model = BertForPretraining(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(batch: dict) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss, _, _ = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                           mlm_labels=batch["labels"], binary_labels=batch["binary_labels"])
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return step
+
+
+def transformers_step(config: ModelConfig) -> Callable[[dict], torch.Tensor]:
+    from transformers import MegatronBertConfig, MegatronBertForPreTraining
+
+    hf_config = MegatronBertConfig(
+        vocab_size=config.padded_vocab_size(), hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_layers, num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.ffn_hidden_size, max_position_embeddings=config.max_position_embeddings,
+        layer_norm_eps=config.layernorm_epsilon)
+    model = MegatronBertForPreTraining(hf_config)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(batch: dict) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    token_type_ids=batch["token_type_ids"], labels=batch["labels"],
+                    next_sentence_label=batch["binary_labels"])
+        out.loss.backward()
+        optimizer.step()
+        return out.loss
+
+    return step
+
+
+def time_steps(step: Callable[[dict], torch.Tensor], batch: dict, steps: int, bf16: bool) -> float:
+    """Median seconds per step after one warm-up step."""
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    times = []
+    for i in range(steps + 1):
+        start = time.perf_counter()
+        with autocast:
+            loss = step(batch)
+        assert torch.isfinite(loss), "loss is not finite"
+        if i:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=5)
+    args = parser.parse_args()
+
+    config = ModelConfig.from_preset(args.preset)
+    batch = make_batch(config, args.batch, args.seq)
+    tokens = args.batch * args.seq
+    flops = training_flops(config, args.batch, args.seq)
+    print(f"preset {args.preset}, batch {args.batch} x seq {args.seq}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}; median of {args.steps} steps")
+    print("| precision | megabio tok/s | transformers tok/s | ratio | megabio GFLOP/s | matmul GFLOP/s | "
+          "% of matmul |")
+    print("|---|---|---|---|---|---|---|")
+    for precision, bf16 in (("fp32", False), ("bf16", True)):
+        torch.manual_seed(0)
+        ours = time_steps(megabio_step(config), batch, args.steps, bf16)
+        torch.manual_seed(0)
+        theirs = time_steps(transformers_step(config), batch, args.steps, bf16)
+        peak = matmul_flops_per_second(torch.bfloat16 if bf16 else torch.float32)
+        achieved = flops / ours
+        print(f"| {precision} | {tokens / ours:,.0f} | {tokens / theirs:,.0f} | {theirs / ours:.2f}x | "
+              f"{achieved / 1e9:.0f} | {peak / 1e9:.0f} | {100 * achieved / peak:.0f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

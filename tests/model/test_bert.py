@@ -1,0 +1,121 @@
+"""Single-process behaviour of the model: padding, recomputation, dropout streams, input checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from megabio.model import BertForPretraining, BertModel
+from megabio.parallel import ParallelState, RNGStatesTracker, model_parallel_rng_tracker
+from tests.helpers import VOCAB_SIZE, make_batch, tiny_config
+
+
+@pytest.mark.parametrize("order", ["pre", "post"])
+@pytest.mark.parametrize("backend", ["sdpa", "softmax"])
+def test_padding_does_not_change_real_positions(order, backend):
+    torch.manual_seed(0)
+    model = BertModel(tiny_config(layernorm_order=order, attention_backend=backend)).double().eval()
+    ids = torch.randint(0, VOCAB_SIZE, (2, 10))
+    types = torch.zeros_like(ids)
+    unpadded = model(ids, torch.ones_like(ids), types)
+    padded_ids = torch.cat([ids, torch.randint(0, VOCAB_SIZE, (2, 6))], dim=1)
+    mask = torch.cat([torch.ones(2, 10), torch.zeros(2, 6)], dim=1).long()
+    padded = model(padded_ids, mask, torch.zeros_like(padded_ids))
+    torch.testing.assert_close(padded[:, :10], unpadded, rtol=1e-12, atol=1e-12)
+
+
+def test_attention_backends_agree():
+    torch.manual_seed(0)
+    sdpa = BertForPretraining(tiny_config()).double()
+    softmax = BertForPretraining(tiny_config(attention_backend="softmax")).double()
+    softmax.load_state_dict(sdpa.state_dict())
+    batch = make_batch()
+    torch.testing.assert_close(sdpa(**batch)[1], softmax(**batch)[1], rtol=1e-10, atol=1e-10)
+
+
+def _loss_and_grads(model, batch):
+    model.zero_grad()
+    loss = model(**batch)[0]
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_recomputation_replays_dropout_exactly():
+    """With dropout on, recomputed layers must draw the same masks (default and tracker streams)."""
+    config = tiny_config(hidden_dropout=0.2, attention_dropout=0.2)
+    batch = make_batch()
+    results = []
+    for recompute in (False, True):
+        torch.manual_seed(7)
+        model = BertForPretraining(config.replace(recompute_activations=recompute)).double()
+        results.append(_loss_and_grads(model, batch))
+    (loss, grads), (loss_rc, grads_rc) = results
+    torch.testing.assert_close(loss_rc, loss, rtol=0, atol=0)
+    for name in grads:
+        torch.testing.assert_close(grads_rc[name], grads[name], rtol=1e-12, atol=1e-12, msg=name)
+
+
+def test_dropout_is_active_in_training_and_off_in_eval():
+    torch.manual_seed(0)
+    model = BertModel(tiny_config(hidden_dropout=0.3)).double()
+    ids = torch.randint(0, VOCAB_SIZE, (2, 8))
+    assert not torch.allclose(model(ids), model(ids))
+    model.eval()
+    torch.testing.assert_close(model(ids), model(ids), rtol=0, atol=0)
+
+
+def test_same_seed_same_model_any_construction():
+    torch.manual_seed(3)
+    a = BertForPretraining(tiny_config())
+    torch.manual_seed(3)
+    b = BertForPretraining(tiny_config())
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb), name
+    # The MLM decoder is the word embedding itself.
+    assert "lm_head.word_embeddings" not in dict(a.named_parameters())
+    assert a.lm_head.word_embeddings[0] is a.bert.embeddings.word_embeddings
+
+
+def test_rng_tracker_streams():
+    tracker = model_parallel_rng_tracker(42, ParallelState.single())
+    other_rank = model_parallel_rng_tracker(42, ParallelState(tp_size=2, tp_rank=1))
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    with tracker.fork():
+        first = torch.rand(4)
+    assert torch.equal(torch.get_rng_state(), before), "fork must leave the default generator alone"
+    with other_rank.fork():
+        assert not torch.equal(torch.rand(4), first), "TP ranks must draw different streams"
+    saved = tracker.get_states()
+    with tracker.fork():
+        second = torch.rand(4)
+    assert not torch.equal(first, second)
+    tracker.set_states(saved)
+    with tracker.fork():
+        assert torch.equal(torch.rand(4), second)
+    with pytest.raises(KeyError, match="never added"):
+        with RNGStatesTracker().fork("missing"):
+            pass
+
+
+def test_bad_inputs_are_named():
+    model = BertForPretraining(tiny_config(binary_head="none"))
+    too_long = torch.zeros(1, model.config.max_position_embeddings + 1, dtype=torch.long)
+    with pytest.raises(ValueError, match="sequence length 129 exceeds max_position_embeddings=128"):
+        model(too_long)
+    with pytest.raises(ValueError, match=r"vocab_size=1100"):
+        model(torch.tensor([[1, VOCAB_SIZE]]))
+    with pytest.raises(ValueError, match="binary_head='none'"):
+        model(torch.tensor([[1, 2]]), binary_labels=torch.tensor([0]))
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        model(torch.tensor([[1, 2]]), attention_mask=torch.ones(1, 3))
+
+
+def test_loss_matches_plain_cross_entropy():
+    torch.manual_seed(0)
+    model = BertForPretraining(tiny_config()).double()
+    batch = make_batch()
+    loss, logits, binary = model(**batch)
+    mlm = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["mlm_labels"].flatten())
+    sop = torch.nn.functional.cross_entropy(binary, batch["binary_labels"])
+    torch.testing.assert_close(loss, mlm + sop, rtol=1e-12, atol=1e-12)
