@@ -1,9 +1,18 @@
-"""residual + dropout(x + bias): the tail of every residual branch."""
+"""residual + dropout(x + bias): the tail of every residual branch.
+
+Dispatch: CUDA or C++ CPU kernel, else the reference. Both draw from torch's default generator of the
+tensors' device (so megabio's RNG tracker controls them), though not the same numbers as the reference.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from megabio.kernels import _extension
+
+_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64, torch.bfloat16, torch.float16),
+                  "cuda": (torch.float32, torch.bfloat16, torch.float16)}
 
 
 def bias_dropout_add_reference(
@@ -15,8 +24,38 @@ def bias_dropout_add_reference(
     return residual + F.dropout(x, p=p, training=training)
 
 
+class _BiasDropoutAdd(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, bias, residual, p):
+        out, mask = torch.ops.megabio.bias_dropout_add_forward(x, bias, residual, p)
+        ctx.save_for_backward(mask)
+        ctx.p, ctx.has_bias = p, bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mask,) = ctx.saved_tensors
+        grad_x = torch.ops.megabio.bias_dropout_add_backward(grad.contiguous(), mask, ctx.p) if ctx.p > 0 else grad
+        grad_bias = grad_x.reshape(-1, grad_x.shape[-1]).sum(0) if ctx.has_bias else None
+        return grad_x, grad_bias, grad, None
+
+
+def _kernel_fits(x: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor) -> bool:
+    if _extension.compiled_ops() is None or not _extension.supports_device(x.device):
+        return False
+    if x.dtype not in _KERNEL_DTYPES.get(x.device.type, ()) or x.dim() < 1:
+        return False
+    if residual.shape != x.shape or residual.dtype != x.dtype or residual.device != x.device:
+        return False
+    return bias is None or (bias.dtype == x.dtype and bias.device == x.device and bias.shape == x.shape[-1:])
+
+
 def bias_dropout_add(
     x: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor, p: float, training: bool
 ) -> torch.Tensor:
     """residual + dropout(x + bias), bias broadcast over the last dim; no dropout when not training."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability p={p} must be in [0, 1)")
+    if _kernel_fits(x, bias, residual):
+        return _BiasDropoutAdd.apply(x, bias, residual, float(p) if training else 0.0)
     return bias_dropout_add_reference(x, bias, residual, p, training)

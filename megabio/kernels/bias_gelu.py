@@ -1,18 +1,49 @@
-"""gelu(x + bias), exact (erf) or tanh-approximated: the approximation is always an explicit choice."""
+"""gelu(x + bias), exact (erf) or tanh-approximated: the approximation is always an explicit choice.
+
+Dispatch: CUDA or C++ CPU kernel (forward, and backward with the bias gradient fused), else the reference.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from megabio.kernels import _extension
+
+_KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64, torch.bfloat16, torch.float16),
+                  "cuda": (torch.float32, torch.bfloat16, torch.float16)}
+
 
 def bias_gelu_reference(x: torch.Tensor, bias: torch.Tensor | None, approximate: str = "none") -> torch.Tensor:
     """Pure-PyTorch reference."""
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"approximate={approximate!r} must be 'none' (erf) or 'tanh'")
     return F.gelu(x if bias is None else x + bias, approximate=approximate)
+
+
+class _BiasGelu(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, bias, tanh):
+        ctx.save_for_backward(x, bias)
+        ctx.tanh = tanh
+        return torch.ops.megabio.bias_gelu_forward(x, bias, tanh)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, bias = ctx.saved_tensors
+        grad_x, grad_bias = torch.ops.megabio.bias_gelu_backward(grad.contiguous(), x, bias, ctx.tanh)
+        return grad_x, grad_bias, None
+
+
+def _kernel_fits(x: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    return (bias is not None and _extension.compiled_ops() is not None
+            and _extension.supports_device(x.device)
+            and x.dtype in _KERNEL_DTYPES.get(x.device.type, ()) and bias.dtype == x.dtype
+            and bias.device == x.device and bias.dim() == 1 and x.dim() >= 1 and bias.shape[0] == x.shape[-1])
 
 
 def bias_gelu(x: torch.Tensor, bias: torch.Tensor | None, approximate: str = "none") -> torch.Tensor:
     """gelu(x + bias) with bias broadcast over the last dim."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate={approximate!r} must be 'none' (erf) or 'tanh'")
+    if _kernel_fits(x, bias):
+        return _BiasGelu.apply(x, bias, approximate == "tanh")
     return bias_gelu_reference(x, bias, approximate)

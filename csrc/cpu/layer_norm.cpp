@@ -1,0 +1,117 @@
+// LayerNorm over the last dim of x [..., H]: two-pass mean / variance per row in float (double for
+// double input), returning mean and rstd for the backward. The backward computes dx per row and
+// accumulates dgamma / dbeta in per-thread partial sums.
+#include <cmath>
+
+#include "common.h"
+
+namespace megabio {
+namespace {
+
+void check_inputs(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  check_cpu_floating(x, "x");
+  check_same_dtype(x, weight, "x", "weight");
+  check_same_dtype(x, bias, "x", "bias");
+  TORCH_CHECK(x.dim() >= 1 && weight.dim() == 1 && weight.size(0) == x.size(-1) && bias.sizes() == weight.sizes(),
+              "weight and bias must be [", x.size(-1), "] to match x ", x.sizes(), ", got ", weight.sizes(),
+              " and ", bias.sizes());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_forward(const at::Tensor& x, const at::Tensor& weight,
+                                                                  const at::Tensor& bias, double eps) {
+  check_inputs(x, weight, bias);
+  auto xc = x.contiguous();
+  auto y = at::empty_like(xc);
+  const int64_t width = x.size(-1), rows = width ? x.numel() / width : 0;
+  const auto stat_type = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  auto mean = at::empty({rows}, x.options().dtype(stat_type));
+  auto rstd = at::empty({rows}, x.options().dtype(stat_type));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "layer_norm_forward", [&] {
+    using A = acc_t<scalar_t>;
+    using V = AccVec<scalar_t>;
+    std::vector<A> w(width), b(width);
+    at::vec::convert(weight.contiguous().data_ptr<scalar_t>(), w.data(), width);
+    at::vec::convert(bias.contiguous().data_ptr<scalar_t>(), b.data(), width);
+    const scalar_t* in = xc.data_ptr<scalar_t>();
+    scalar_t* out = y.data_ptr<scalar_t>();
+    A* mean_data = mean.data_ptr<A>();
+    A* rstd_data = rstd.data_ptr<A>();
+    ThreadBuffers<A> buffers(1, width);
+    at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
+      A* buf = buffers.get(0);
+      for (int64_t row = begin; row < end; ++row) {
+        at::vec::convert(in + row * width, buf, width);
+        const A mu = at::vec::reduce_all<A>([](V a, V c) { return a + c; }, buf, width) / width;
+        const A var = at::vec::map_reduce_all<A>([mu](V v) { return (v - V(mu)) * (v - V(mu)); },
+                                                 [](V a, V c) { return a + c; }, buf, width) / width;
+        const A r = A(1) / std::sqrt(var + static_cast<A>(eps));
+        at::vec::map3([mu, r](V v, V wv, V bv) { return (v - V(mu)) * V(r) * wv + bv; }, buf, buf, w.data(),
+                      b.data(), width);
+        at::vec::convert(buf, out + row * width, width);
+        mean_data[row] = mu;
+        rstd_data[row] = r;
+      }
+    });
+  });
+  return {y, mean, rstd};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_backward(const at::Tensor& grad, const at::Tensor& x,
+                                                                   const at::Tensor& mean, const at::Tensor& rstd,
+                                                                   const at::Tensor& weight) {
+  check_cpu_floating(x, "x");
+  check_same_dtype(grad, x, "grad", "x");
+  check_same_dtype(weight, x, "weight", "x");
+  TORCH_CHECK(grad.sizes() == x.sizes(), "grad ", grad.sizes(), " and x ", x.sizes(), " differ");
+  auto xc = x.contiguous(), gc = grad.contiguous();
+  auto dx = at::empty_like(xc);
+  const int64_t width = x.size(-1), rows = width ? x.numel() / width : 0;
+  TORCH_CHECK(mean.numel() == rows && rstd.numel() == rows, "mean and rstd must hold one value per row (", rows, ")");
+  at::Tensor dweight, dbias;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "layer_norm_backward", [&] {
+    using A = acc_t<scalar_t>;
+    using V = AccVec<scalar_t>;
+    std::vector<A> w(width);
+    at::vec::convert(weight.contiguous().data_ptr<scalar_t>(), w.data(), width);
+    const scalar_t* in = xc.data_ptr<scalar_t>();
+    const scalar_t* g = gc.data_ptr<scalar_t>();
+    scalar_t* out = dx.data_ptr<scalar_t>();
+    auto mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
+    const A* mean_data = mean_c.data_ptr<A>();
+    const A* rstd_data = rstd_c.data_ptr<A>();
+    ThreadBuffers<A> buffers(2, width);
+    ThreadPartials<A> partial_dw(width), partial_db(width);
+    at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
+      A* xhat = buffers.get(0);
+      A* gb = buffers.get(1);
+      A* dw = partial_dw.get();
+      A* db = partial_db.get();
+      for (int64_t row = begin; row < end; ++row) {
+        const A mu = mean_data[row], r = rstd_data[row];
+        at::vec::convert(in + row * width, xhat, width);
+        at::vec::convert(g + row * width, gb, width);
+        at::vec::map([mu, r](V v) { return (v - V(mu)) * V(r); }, xhat, xhat, width);
+        at::vec::map3([](V acc, V gv, V xh) { return acc + gv * xh; }, dw, dw, gb, xhat, width);
+        at::vec::map2([](V acc, V gv) { return acc + gv; }, db, db, gb, width);
+        at::vec::map2([](V gv, V wv) { return gv * wv; }, gb, gb, w.data(), width);  // gb = w * dy
+        const A c1 = at::vec::map2_reduce_all<A>([](V a, V c) { return a * c; }, [](V a, V c) { return a + c; },
+                                                 gb, xhat, width) / width;
+        const A c2 = at::vec::reduce_all<A>([](V a, V c) { return a + c; }, gb, width) / width;
+        at::vec::map2([r, c1, c2](V wdy, V xh) { return V(r) * (wdy - V(c2) - xh * V(c1)); }, gb, gb, xhat, width);
+        at::vec::convert(gb, out + row * width, width);
+      }
+    });
+    dweight = partial_dw.reduce(x.scalar_type());
+    dbias = partial_db.reduce(x.scalar_type());
+  });
+  return {dx, dweight, dbias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(megabio, CPU, m) {
+  m.impl("layer_norm_forward", &layer_norm_forward);
+  m.impl("layer_norm_backward", &layer_norm_backward);
+}
+
+}  // namespace megabio

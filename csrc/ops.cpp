@@ -1,0 +1,26 @@
+// Schemas of megabio's fused operators. Each op is registered once here; csrc/cpu/*.cpp and
+// csrc/cuda/*.cu add the CPU and CUDA implementations under the same name, so Python calls
+// torch.ops.megabio.<op> and the dispatcher picks the device.
+#include <torch/extension.h>
+
+TORCH_LIBRARY(megabio, m) {
+  m.def("scaled_masked_softmax_forward(Tensor x, Tensor? mask, float scale) -> Tensor");
+  m.def("scaled_masked_softmax_backward(Tensor grad, Tensor probs, float scale) -> Tensor");
+  m.def("bias_gelu_forward(Tensor x, Tensor bias, bool tanh) -> Tensor");
+  m.def("bias_gelu_backward(Tensor grad, Tensor x, Tensor bias, bool tanh) -> (Tensor, Tensor)");
+  m.def("layer_norm_forward(Tensor x, Tensor weight, Tensor bias, float eps) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "layer_norm_backward(Tensor grad, Tensor x, Tensor mean, Tensor rstd, Tensor weight)"
+      " -> (Tensor, Tensor, Tensor)");
+  m.def("bias_dropout_add_forward(Tensor x, Tensor? bias, Tensor residual, float p) -> (Tensor, Tensor)");
+  m.def("bias_dropout_add_backward(Tensor grad, Tensor mask, float p) -> Tensor");
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "megabio fused kernels (operators live in torch.ops.megabio)";
+#ifdef MEGABIO_WITH_CUDA
+  m.attr("with_cuda") = true;
+#else
+  m.attr("with_cuda") = false;
+#endif
+}

@@ -1,0 +1,91 @@
+"""Access to the compiled kernels (`megabio._C`, built by setup.py) and the choice of path per call.
+
+`MEGABIO_KERNELS=reference` forces the pure-PyTorch references everywhere; anything else (default
+`auto`) uses a compiled kernel wherever the tensors fit its limits.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+from types import ModuleType
+
+import torch
+
+
+@functools.cache
+def _load() -> tuple[ModuleType | None, str]:
+    """(module, reason): the extension once imported, with its operators' fake (meta) kernels
+    registered for torch.compile; or None and why not."""
+    try:
+        module = importlib.import_module("megabio._C")
+    except ImportError as error:
+        return None, f"megabio._C is not built ({error}); reinstall with `pip install --no-build-isolation -e .`"
+    _register_fakes()
+    return module, "built"
+
+
+def _register_fakes() -> None:
+    def fake(name):
+        return torch.library.register_fake(f"megabio::{name}")
+
+    fake("scaled_masked_softmax_forward")(lambda x, mask, scale: torch.empty_like(x))
+    fake("scaled_masked_softmax_backward")(lambda grad, probs, scale: torch.empty_like(probs))
+    fake("bias_gelu_forward")(lambda x, bias, tanh: torch.empty_like(x))
+    fake("bias_gelu_backward")(lambda grad, x, bias, tanh: (torch.empty_like(x), torch.empty_like(bias)))
+
+    def layer_norm_stats(x):
+        stat = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return x.new_empty(x.numel() // x.shape[-1], dtype=stat)
+
+    fake("layer_norm_forward")(lambda x, weight, bias, eps: (
+        torch.empty_like(x), layer_norm_stats(x), layer_norm_stats(x)))
+    fake("layer_norm_backward")(lambda grad, x, mean, rstd, weight: (
+        torch.empty_like(x), torch.empty_like(weight), torch.empty_like(weight)))
+    fake("bias_dropout_add_forward")(lambda x, bias, residual, p: (
+        torch.empty_like(x), x.new_empty(x.shape if p > 0 else (0,), dtype=torch.bool)))
+    fake("bias_dropout_add_backward")(lambda grad, mask, p: torch.empty_like(grad))
+
+
+def forced_reference() -> bool:
+    return os.environ.get("MEGABIO_KERNELS", "auto").lower() == "reference"
+
+
+def compiled_ops() -> object | None:
+    """`torch.ops.megabio` when compiled kernels may be used for this call, else None."""
+    if forced_reference() or _load()[0] is None:
+        return None
+    return torch.ops.megabio
+
+
+def supports_device(device: torch.device) -> bool:
+    """Whether the compiled extension has kernels for tensors on `device`."""
+    module = _load()[0]
+    if module is None:
+        return False
+    return device.type == "cpu" or (device.type == "cuda" and bool(module.with_cuda))
+
+
+@functools.cache
+def apex_layer_norm() -> object | None:
+    """apex's FusedLayerNormAffineFunction when apex is installed (used on GPU), else None."""
+    if importlib.util.find_spec("apex") is None:
+        return None
+    try:
+        from apex.normalization.fused_layer_norm import FusedLayerNormAffineFunction
+    except ImportError:
+        return None
+    return FusedLayerNormAffineFunction
+
+
+def status() -> dict[str, str]:
+    """What each path resolves to on this machine (for logs and benchmarks)."""
+    module, reason = _load()
+    return {
+        "mode": "reference (MEGABIO_KERNELS)" if forced_reference() else "auto",
+        "cpu_kernels": reason,
+        "cuda_kernels": "built" if module is not None and module.with_cuda else "not built",
+        "apex": "installed" if apex_layer_norm() is not None else "not installed",
+    }
