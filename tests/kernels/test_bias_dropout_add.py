@@ -1,0 +1,97 @@
+"""The compiled bias-dropout-add kernel: inference parity, mask reuse, keep rate, determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from megabio.kernels import bias_dropout_add
+from megabio.kernels.bias_dropout_add import _BiasDropoutAdd, bias_dropout_add_reference
+from tests.kernels.parity import assert_parity
+
+pytestmark = pytest.mark.usefixtures("compiled")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_inference_parity(dtype, with_bias):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 7, generator=generator).to(dtype)
+    residual = torch.randn(3, 5, 7, generator=generator).to(dtype)
+    bias = torch.randn(7, generator=generator).to(dtype) if with_bias else None
+    grads = [0, 2, 1] if with_bias else [0, 2]
+    assert_parity(bias_dropout_add, bias_dropout_add_reference, [x, bias, residual, 0.3, False], dtype, grads,
+                  _BiasDropoutAdd)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_training_output_and_gradients_follow_the_mask(dtype):
+    x = torch.randn(64, 33).to(dtype).requires_grad_()
+    bias = torch.randn(33).to(dtype).requires_grad_()
+    residual = torch.zeros(64, 33).to(dtype).requires_grad_()  # so the branch is readable from the output
+    p = 0.25
+    out = bias_dropout_add(x, bias, residual, p, training=True)
+    branch = (out - residual).float()
+    kept = branch != 0
+    expected = ((x + bias).float() / (1 - p))
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == torch.bfloat16 else dict(rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(branch[kept], expected[kept], **tol)
+    out.backward(torch.ones_like(out))
+    # Gradients use the forward's mask: dx = mask / (1 - p), dbias = column sums, dresidual = 1.
+    torch.testing.assert_close(x.grad.float(), kept.float() / (1 - p), **tol)
+    torch.testing.assert_close(bias.grad.float(), (kept.float() / (1 - p)).sum(0), rtol=1e-2, atol=1e-1)
+    torch.testing.assert_close(residual.grad.float(), torch.ones(64, 33))
+
+
+def test_same_generator_state_same_output():
+    x, residual = torch.randn(1000, 7), torch.randn(1000, 7)
+    torch.manual_seed(5)
+    first = bias_dropout_add(x, None, residual, 0.5, training=True)
+    torch.manual_seed(5)
+    second = bias_dropout_add(x, None, residual, 0.5, training=True)
+    third = bias_dropout_add(x, None, residual, 0.5, training=True)
+    assert torch.equal(first, second)
+    assert not torch.equal(second, third), "the generator must advance"
+
+
+def test_independent_of_thread_count():
+    x, residual = torch.randn(4096, 64), torch.randn(4096, 64)
+    threads = torch.get_num_threads()
+    outputs = []
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        torch.manual_seed(3)
+        outputs.append(bias_dropout_add(x, None, residual, 0.1, training=True))
+    torch.set_num_threads(threads)
+    assert torch.equal(*outputs)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_keep_rate_over_a_million_elements(p):
+    x = torch.ones(1000, 1000)
+    out = bias_dropout_add(x, None, torch.zeros_like(x), p, training=True)
+    keep_rate = (out != 0).float().mean().item()
+    assert abs(keep_rate - (1 - p)) < 0.01 * (1 - p), f"keep rate {keep_rate:.4f} for p={p}"
+
+
+def test_gradcheck_float64_with_fixed_mask():
+    x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True)
+    residual = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+
+    def seeded(a, b, r):
+        torch.manual_seed(0)  # the same mask on every evaluation
+        return bias_dropout_add(a, b, r, 0.4, training=True)
+
+    assert torch.autograd.gradcheck(seeded, (x, bias, residual))
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(RuntimeError, match="p=1"):
+        torch.ops.megabio.bias_dropout_add_forward(torch.randn(2, 3), None, torch.randn(2, 3), 1.0)
+    with pytest.raises(RuntimeError, match="residual"):
+        torch.ops.megabio.bias_dropout_add_forward(torch.randn(2, 3), None, torch.randn(3, 2), 0.1)
+    with pytest.raises(RuntimeError, match="mask must be a bool tensor"):
+        torch.ops.megabio.bias_dropout_add_backward(torch.randn(2, 3), torch.ones(2, 3), 0.1)
+    with pytest.raises(ValueError, match="p=1.5"):
+        bias_dropout_add(torch.randn(2), None, torch.randn(2), 1.5, True)
