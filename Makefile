@@ -5,7 +5,15 @@ TORCH ?= torch==2.13.0
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.megabio-installed
 
-.PHONY: install test lint demo bench clean
+# `make cuda-check` compiles and links the CUDA kernels (no GPU needed) in a separate venv with torch's
+# CUDA build, for the architectures in CUDA_ARCHS.
+CUDA_VENV ?= .venv-cuda
+CUDA_TORCH ?= torch==2.14.1
+CUDA_HOME ?= /usr/local/cuda
+CUDA_ARCHS ?= 8.0;9.0
+CUDA_BUILD := build/cuda-check
+
+.PHONY: install test lint demo bench cuda-check clean
 
 install: $(STAMP)
 
@@ -28,5 +36,14 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PYTHON) benchmarks/bench_model.py
 
+cuda-check:
+	test -x $(CUDA_VENV)/bin/python || python3 -m venv $(CUDA_VENV)
+	$(CUDA_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel numpy "$(CUDA_TORCH)"
+	# The CUDA wheel ships the CUDA headers it was built with (cuSPARSE and others) in nvidia/cu*/include.
+	CUDA_HOME=$(CUDA_HOME) TORCH_CUDA_ARCH_LIST="$(CUDA_ARCHS)" MEGABIO_BUILD_CUDA=1 \
+	CPLUS_INCLUDE_PATH="$$($(CUDA_VENV)/bin/python -c 'import glob, nvidia; print(":".join(glob.glob(nvidia.__path__[0] + "/cu*/include")))')" \
+	MAX_JOBS=2 $(CUDA_VENV)/bin/python setup.py --quiet build_ext --build-lib $(CUDA_BUILD) --build-temp $(CUDA_BUILD)/tmp
+	$(CUDA_VENV)/bin/python tools/check_cuda_build.py $(CUDA_BUILD)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(CUDA_VENV) build *.egg-info

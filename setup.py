@@ -6,7 +6,7 @@ them, =1 requires them). Nothing is compiled at run time; without the extension 
 its pure-PyTorch references.
 
 Environment:
-  MEGABIO_CPU_CAPABILITY  avx2 (default on x86-64), avx512, or default (portable, no -m flags)
+  MEGABIO_CPU_CAPABILITY  avx512, avx2 or default (no -m flags); by default the building CPU's best
   TORCH_CUDA_ARCH_LIST    CUDA architectures, e.g. "8.0;9.0" (torch's default otherwise)
 """
 
@@ -19,10 +19,24 @@ import platform
 from setuptools import find_packages, setup
 
 
+def detect_cpu_capability() -> str:
+    """The best SIMD level of the building machine (pip builds where it runs; set
+    MEGABIO_CPU_CAPABILITY=avx2 for images that must run on older CPUs)."""
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return "default"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), [])
+    except OSError:
+        return "avx2"
+    if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"} <= set(flags):
+        return "avx512"
+    return "avx2" if {"avx2", "fma"} <= set(flags) else "default"
+
+
 def cpu_flags() -> list[str]:
     """Compile flags for ATen's Vectorized<T>, which picks its SIMD width from CPU_CAPABILITY."""
-    default = "avx2" if platform.machine() in ("x86_64", "AMD64") else "default"
-    capability = os.environ.get("MEGABIO_CPU_CAPABILITY", default).lower()
+    capability = os.environ.get("MEGABIO_CPU_CAPABILITY", detect_cpu_capability()).lower()
     flags = {
         "avx2": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"],
         "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c",
@@ -31,7 +45,8 @@ def cpu_flags() -> list[str]:
     }
     if capability not in flags:
         raise SystemExit(f"MEGABIO_CPU_CAPABILITY={capability!r}: choose avx2, avx512 or default")
-    return ["-O3", "-std=c++17", *flags[capability]]
+    # at::parallel_for is OpenMP pragmas in ATen's headers: without -fopenmp it silently runs on one thread.
+    return ["-O3", "-fopenmp", *flags[capability]]
 
 
 def want_cuda() -> bool:
@@ -55,10 +70,11 @@ def extensions() -> tuple[list, dict]:
         cuda_sources = sorted(glob.glob("csrc/cuda/*.cu"))
         extension = CUDAExtension(
             "megabio._C", sources + cuda_sources,
-            define_macros=[("MEGABIO_WITH_CUDA", None)],
-            extra_compile_args={"cxx": cpu_flags(), "nvcc": ["-O3", "--use_fast_math", "-std=c++17"]})
+            define_macros=[("MEGABIO_WITH_CUDA", None)], extra_link_args=["-fopenmp"],
+            extra_compile_args={"cxx": cpu_flags(), "nvcc": ["-O3", "--use_fast_math"]})
     else:
-        extension = CppExtension("megabio._C", sources, extra_compile_args={"cxx": cpu_flags()})
+        extension = CppExtension("megabio._C", sources, extra_compile_args={"cxx": cpu_flags()},
+                                 extra_link_args=["-fopenmp"])
     return [extension], {"build_ext": BuildExtension}
 
 

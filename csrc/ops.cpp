@@ -16,8 +16,26 @@ TORCH_LIBRARY(megabio, m) {
   m.def("bias_dropout_add_backward(Tensor grad, Tensor mask, float p) -> Tensor");
 }
 
+// The SIMD level the CPU kernels were compiled for (setup.py: MEGABIO_CPU_CAPABILITY) and whether this
+// CPU has it; Python refuses the kernels, rather than crash, on a CPU that lacks it.
+#if defined(CPU_CAPABILITY_AVX512)
+constexpr const char* kCpuCapability = "avx512";
+bool cpu_supported() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+}
+#elif defined(CPU_CAPABILITY_AVX2)
+constexpr const char* kCpuCapability = "avx2";
+bool cpu_supported() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
+#else
+constexpr const char* kCpuCapability = "default";
+bool cpu_supported() { return true; }
+#endif
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "megabio fused kernels (operators live in torch.ops.megabio)";
+  m.attr("cpu_capability") = kCpuCapability;
+  m.def("cpu_supported", &cpu_supported, "whether this CPU has the SIMD level the kernels were built for");
 #ifdef MEGABIO_WITH_CUDA
   m.attr("with_cuda") = true;
 #else

@@ -12,7 +12,7 @@
 namespace megabio {
 namespace {
 
-constexpr int64_t kPhiloxOutputs = 4;  // one Philox call yields four 32-bit numbers
+constexpr int64_t kChunk = 4096;  // elements per Philox subsequence
 
 uint64_t draw_seed() {
   auto* gen = at::get_generator_or_default<at::CPUGeneratorImpl>(std::nullopt, at::detail::getDefaultCPUGenerator());
@@ -51,13 +51,17 @@ std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
     const A keep_scale = training ? A(1) / (A(1) - static_cast<A>(p)) : A(1);
     // A uniform u in [0, 1) from the top 24 bits; keep when u >= p, i.e. with probability 1 - p.
     const uint32_t threshold = static_cast<uint32_t>(p * 16777216.0);
-    const int64_t blocks = (n + kPhiloxOutputs - 1) / kPhiloxOutputs;
-    at::parallel_for(0, blocks, 2048, [&](int64_t begin, int64_t end) {
-      for (int64_t block = begin; block < end; ++block) {
-        at::Philox4_32 engine(seed, static_cast<uint64_t>(block), 0);
-        const int64_t first = block * kPhiloxOutputs, last = std::min(n, first + kPhiloxOutputs);
+    // Fixed-size chunks, each with its own Philox subsequence: the numbers depend only on the element
+    // index, never on how chunks are spread over threads.
+    const int64_t chunks = (n + kChunk - 1) / kChunk;
+    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t chunk = begin; chunk < end; ++chunk) {
+        at::Philox4_32 engine(seed, static_cast<uint64_t>(chunk), 0);
+        const int64_t first = chunk * kChunk, last = std::min(n, first + kChunk);
+        int64_t col = first % width;  // the bias column, advanced without a division per element
         for (int64_t i = first; i < last; ++i) {
-          A v = static_cast<A>(in[i]) + (has_bias ? b[i % width] : A(0));
+          A v = static_cast<A>(in[i]) + (has_bias ? b[col] : A(0));
+          if (++col == width) col = 0;
           if (training) {
             const bool keep = (engine() >> 8) >= threshold;
             m[i] = keep;

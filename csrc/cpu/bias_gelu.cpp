@@ -50,13 +50,19 @@ at::Tensor bias_gelu_forward(const at::Tensor& x, const at::Tensor& bias, bool t
     at::vec::convert(bias.contiguous().data_ptr<scalar_t>(), b.data(), width);
     const scalar_t* in = xc.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    ThreadBuffers<A> buffers(1, width);
+    ThreadBuffers<A> buffers(2, width);
     at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
-      A* buf = buffers.get(0);
+      A* in_buf = buffers.get(0);
+      A* out_buf = buffers.get(1);
       for (int64_t row = begin; row < end; ++row) {
-        at::vec::convert(in + row * width, buf, width);
-        at::vec::map2([tanh_approx](V v, V bv) { return gelu(v + bv, tanh_approx); }, buf, buf, b.data(), width);
-        at::vec::convert(buf, o + row * width, width);
+        const A* xr = load_row(in + row * width, in_buf, width);
+        A* yr = output_row(o + row * width, out_buf);
+        if (tanh_approx) {
+          at::vec::map2([](V v, V bv) { return gelu(v + bv, true); }, yr, xr, b.data(), width);
+        } else {
+          at::vec::map2([](V v, V bv) { return gelu(v + bv, false); }, yr, xr, b.data(), width);
+        }
+        store_row(yr, o + row * width, width);
       }
     });
   });
@@ -80,19 +86,26 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward(const at::Tensor& grad, co
     const scalar_t* in = xc.data_ptr<scalar_t>();
     const scalar_t* g = gc.data_ptr<scalar_t>();
     scalar_t* o = dx.data_ptr<scalar_t>();
-    ThreadBuffers<A> buffers(2, width);
+    ThreadBuffers<A> buffers(3, width);
     ThreadPartials<A> partial_dbias(width);
     at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
-      A* xb = buffers.get(0);
-      A* gb = buffers.get(1);
+      A* x_buf = buffers.get(0);
+      A* g_buf = buffers.get(1);
+      A* out_buf = buffers.get(2);
       A* db = partial_dbias.get();
       for (int64_t row = begin; row < end; ++row) {
-        at::vec::convert(in + row * width, xb, width);
-        at::vec::convert(g + row * width, gb, width);
-        at::vec::map3([tanh_approx](V gv, V v, V bv) { return gv * gelu_derivative(v + bv, tanh_approx); },
-                      gb, gb, xb, b.data(), width);
-        at::vec::map2([](V acc, V d) { return acc + d; }, db, db, gb, width);
-        at::vec::convert(gb, o + row * width, width);
+        const A* xr = load_row(in + row * width, x_buf, width);
+        const A* gr = load_row(g + row * width, g_buf, width);
+        A* dxr = output_row(o + row * width, out_buf);
+        if (tanh_approx) {
+          at::vec::map3([](V gv, V v, V bv) { return gv * gelu_derivative(v + bv, true); }, dxr, gr, xr, b.data(),
+                        width);
+        } else {
+          at::vec::map3([](V gv, V v, V bv) { return gv * gelu_derivative(v + bv, false); }, dxr, gr, xr, b.data(),
+                        width);
+        }
+        at::vec::map2([](V acc, V d) { return acc + d; }, db, db, dxr, width);
+        store_row(dxr, o + row * width, width);
       }
     });
     dbias = partial_dbias.reduce(x.scalar_type());

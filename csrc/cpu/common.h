@@ -6,6 +6,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/functional_bfloat16.h>
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
@@ -28,6 +29,73 @@ inline void check_cpu_floating(const at::Tensor& t, const char* name) {
 inline void check_same_dtype(const at::Tensor& a, const at::Tensor& b, const char* a_name, const char* b_name) {
   TORCH_CHECK(a.scalar_type() == b.scalar_type(), a_name, " (", a.scalar_type(), ") and ", b_name, " (",
               b.scalar_type(), ") must have the same dtype");
+}
+
+// A row of n elements of T as arithmetic type A: `src` itself when T is A (no copy), else a
+// vectorized conversion into `buffer`.
+template <typename T, typename A>
+inline const A* load_row(const T* src, A* buffer, int64_t n) {
+  if constexpr (std::is_same_v<T, A>) {
+    return src;
+  } else if constexpr (at::is_reduced_floating_point_v<T>) {
+    using In = at::vec::Vectorized<T>;
+    using Out = at::vec::Vectorized<float>;
+    int64_t i = 0;
+    for (; i + In::size() <= n; i += In::size()) {
+      auto [lo, hi] = at::vec::convert_to_float<T>(In::loadu(src + i));
+      lo.store(buffer + i);
+      hi.store(buffer + i + Out::size());
+    }
+    for (; i < n; ++i) buffer[i] = static_cast<A>(src[i]);
+    return buffer;
+  } else {
+    at::vec::convert(src, buffer, n);
+    return buffer;
+  }
+}
+
+// Where to compute an output row of T in type A: the destination itself when T is A, else `buffer`
+// (then `store_row` converts it into the destination).
+template <typename T, typename A>
+inline A* output_row(T* dst, A* buffer) {
+  if constexpr (std::is_same_v<T, A>) {
+    return dst;
+  } else {
+    return buffer;
+  }
+}
+
+template <typename T, typename A>
+inline void store_row(const A* src, T* dst, int64_t n) {
+  if constexpr (!std::is_same_v<T, A>) at::vec::convert(src, dst, n);
+}
+
+// Reduces op(inputs[i]...) over i < n with `combine` (identity `init`), vectorized with four
+// independent accumulators so that the combines pipeline instead of waiting on one another.
+template <typename A, typename Combine, typename Op, typename... In>
+inline A reduce_map(Combine combine, A init, Op op, int64_t n, const In*... inputs) {
+  using V = at::vec::Vectorized<A>;
+  constexpr int64_t k = V::size();
+  V acc0(init), acc1(init), acc2(init), acc3(init);
+  int64_t i = 0;
+  for (; i + 4 * k <= n; i += 4 * k) {
+    acc0 = combine(acc0, op(V::loadu(inputs + i)...));
+    acc1 = combine(acc1, op(V::loadu(inputs + i + k)...));
+    acc2 = combine(acc2, op(V::loadu(inputs + i + 2 * k)...));
+    acc3 = combine(acc3, op(V::loadu(inputs + i + 3 * k)...));
+  }
+  for (; i + k <= n; i += k) acc0 = combine(acc0, op(V::loadu(inputs + i)...));
+  if (i < n) {
+    const int64_t rest = n - i;
+    acc1 = combine(acc1, V::set(V(init), op(V::loadu(inputs + i, rest)...), rest));
+  }
+  const V total = combine(combine(acc0, acc1), combine(acc2, acc3));
+  return at::vec::vec_reduce_all<A>([&](V a, V b) { return combine(a, b); }, total);
+}
+
+template <typename A, typename Op, typename... In>
+inline A sum_map(Op op, int64_t n, const In*... inputs) {
+  return reduce_map<A>([](auto a, auto b) { return a + b; }, A(0), op, n, inputs...);
 }
 
 // Per-thread scratch rows of type A, sized once per call.

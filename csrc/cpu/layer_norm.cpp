@@ -36,18 +36,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_forward(const at::Tens
     scalar_t* out = y.data_ptr<scalar_t>();
     A* mean_data = mean.data_ptr<A>();
     A* rstd_data = rstd.data_ptr<A>();
-    ThreadBuffers<A> buffers(1, width);
+    ThreadBuffers<A> buffers(2, width);
     at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
-      A* buf = buffers.get(0);
+      A* in_buf = buffers.get(0);
+      A* out_buf = buffers.get(1);
       for (int64_t row = begin; row < end; ++row) {
-        at::vec::convert(in + row * width, buf, width);
-        const A mu = at::vec::reduce_all<A>([](V a, V c) { return a + c; }, buf, width) / width;
-        const A var = at::vec::map_reduce_all<A>([mu](V v) { return (v - V(mu)) * (v - V(mu)); },
-                                                 [](V a, V c) { return a + c; }, buf, width) / width;
+        const A* xr = load_row(in + row * width, in_buf, width);
+        A* yr = output_row(out + row * width, out_buf);
+        const A mu = sum_map<A>([](V v) { return v; }, width, xr) / width;
+        const A var = sum_map<A>([mu](V v) { return (v - V(mu)) * (v - V(mu)); }, width, xr) / width;
         const A r = A(1) / std::sqrt(var + static_cast<A>(eps));
-        at::vec::map3([mu, r](V v, V wv, V bv) { return (v - V(mu)) * V(r) * wv + bv; }, buf, buf, w.data(),
+        at::vec::map3([mu, r](V v, V wv, V bv) { return (v - V(mu)) * V(r) * wv + bv; }, yr, xr, w.data(),
                       b.data(), width);
-        at::vec::convert(buf, out + row * width, width);
+        store_row(yr, out + row * width, width);
         mean_data[row] = mu;
         rstd_data[row] = r;
       }
@@ -79,26 +80,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_backward(const at::Ten
     auto mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
     const A* mean_data = mean_c.data_ptr<A>();
     const A* rstd_data = rstd_c.data_ptr<A>();
-    ThreadBuffers<A> buffers(2, width);
+    ThreadBuffers<A> buffers(4, width);
     ThreadPartials<A> partial_dw(width), partial_db(width);
     at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
       A* xhat = buffers.get(0);
-      A* gb = buffers.get(1);
+      A* wdy = buffers.get(1);
+      A* g_buf = buffers.get(2);
+      A* out_buf = buffers.get(3);
       A* dw = partial_dw.get();
       A* db = partial_db.get();
       for (int64_t row = begin; row < end; ++row) {
         const A mu = mean_data[row], r = rstd_data[row];
-        at::vec::convert(in + row * width, xhat, width);
-        at::vec::convert(g + row * width, gb, width);
-        at::vec::map([mu, r](V v) { return (v - V(mu)) * V(r); }, xhat, xhat, width);
-        at::vec::map3([](V acc, V gv, V xh) { return acc + gv * xh; }, dw, dw, gb, xhat, width);
-        at::vec::map2([](V acc, V gv) { return acc + gv; }, db, db, gb, width);
-        at::vec::map2([](V gv, V wv) { return gv * wv; }, gb, gb, w.data(), width);  // gb = w * dy
-        const A c1 = at::vec::map2_reduce_all<A>([](V a, V c) { return a * c; }, [](V a, V c) { return a + c; },
-                                                 gb, xhat, width) / width;
-        const A c2 = at::vec::reduce_all<A>([](V a, V c) { return a + c; }, gb, width) / width;
-        at::vec::map2([r, c1, c2](V wdy, V xh) { return V(r) * (wdy - V(c2) - xh * V(c1)); }, gb, gb, xhat, width);
-        at::vec::convert(gb, out + row * width, width);
+        const A* xr = load_row(in + row * width, xhat, width);
+        const A* gr = load_row(g + row * width, g_buf, width);
+        at::vec::map([mu, r](V v) { return (v - V(mu)) * V(r); }, xhat, xr, width);
+        at::vec::map3([](V acc, V gv, V xh) { return acc + gv * xh; }, dw, dw, gr, xhat, width);
+        at::vec::map2([](V acc, V gv) { return acc + gv; }, db, db, gr, width);
+        at::vec::map2([](V gv, V wv) { return gv * wv; }, wdy, gr, w.data(), width);
+        const A c1 = sum_map<A>([](V a, V c) { return a * c; }, width, wdy, xhat) / width;
+        const A c2 = sum_map<A>([](V a) { return a; }, width, wdy) / width;
+        A* dxr = output_row(out + row * width, out_buf);
+        at::vec::map2([r, c1, c2](V d, V xh) { return V(r) * (d - V(c2) - xh * V(c1)); }, dxr, wdy, xhat, width);
+        store_row(dxr, out + row * width, width);
       }
     });
     dweight = partial_dw.reduce(x.scalar_type());

@@ -25,9 +25,9 @@ void softmax_forward_rows(const at::Tensor& x, const at::Tensor& mask, double sc
   at::parallel_for(0, rows, row_grain(sk), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       A* buf = buffers.get(0);
-      at::vec::convert(x_data + row * sk, buf, sk);
+      const A* xr = load_row(x_data + row * sk, buf, sk);
       const A s = scale;
-      at::vec::map([s](V v) { return v * V(s); }, buf, buf, sk);
+      at::vec::map([s](V v) { return v * V(s); }, buf, xr, sk);
       if (has_mask) {
         const int64_t q = row % sq, h = (row / sq) % heads, b = row / (sq * heads);
         const bool* m = mask_data + b * ms[0] + h * ms[1] + q * ms[2];
@@ -35,17 +35,19 @@ void softmax_forward_rows(const at::Tensor& x, const at::Tensor& mask, double sc
           if (m[j * ms[3]]) buf[j] = neg_inf;
         }
       }
-      const A max = at::vec::reduce_all<A>([](V a, V b) { return at::vec::maximum(a, b); }, buf, sk);
+      const A max = reduce_map<A>([](V a, V b) { return at::vec::maximum(a, b); }, neg_inf, [](V v) { return v; },
+                                  sk, static_cast<const A*>(buf));
       T* o = out_data + row * sk;
       if (max == neg_inf) {  // every key masked
         std::fill(o, o + sk, T(0));
         continue;
       }
       at::vec::map([max](V v) { return (v - V(max)).exp_u20(); }, buf, buf, sk);
-      const A sum = at::vec::reduce_all<A>([](V a, V b) { return a + b; }, buf, sk);
+      const A sum = sum_map<A>([](V v) { return v; }, sk, static_cast<const A*>(buf));
       const A inv = A(1) / sum;
-      at::vec::map([inv](V v) { return v * V(inv); }, buf, buf, sk);
-      at::vec::convert(buf, o, sk);
+      A* yr = output_row(o, buf);
+      at::vec::map([inv](V v) { return v * V(inv); }, yr, buf, sk);
+      store_row(yr, o, sk);
     }
   });
 }
@@ -59,20 +61,18 @@ void softmax_backward_rows(const at::Tensor& grad, const at::Tensor& probs, doub
   T* dx_data = dx.data_ptr<T>();
   using A = acc_t<T>;
   using V = AccVec<T>;
-  ThreadBuffers<A> buffers(2, sk);
+  ThreadBuffers<A> buffers(3, sk);
 
   at::parallel_for(0, rows, row_grain(sk), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      A* g = buffers.get(0);
-      A* p = buffers.get(1);
-      at::vec::convert(g_data + row * sk, g, sk);
-      at::vec::convert(p_data + row * sk, p, sk);
-      const A dot = at::vec::map2_reduce_all<A>(
-          [](V a, V b) { return a * b; }, [](V a, V b) { return a + b; }, g, p, sk);
+      const A* g = load_row(g_data + row * sk, buffers.get(0), sk);
+      const A* p = load_row(p_data + row * sk, buffers.get(1), sk);
+      A* d = output_row(dx_data + row * sk, buffers.get(2));
+      const A dot = sum_map<A>([](V a, V b) { return a * b; }, sk, g, p);
       // dx = scale * p * (g - <g, p>)
       const A s = scale;
-      at::vec::map2([dot, s](V gv, V pv) { return V(s) * pv * (gv - V(dot)); }, g, g, p, sk);
-      at::vec::convert(g, dx_data + row * sk, sk);
+      at::vec::map2([dot, s](V gv, V pv) { return V(s) * pv * (gv - V(dot)); }, d, g, p, sk);
+      store_row(d, dx_data + row * sk, sk);
     }
   });
 }

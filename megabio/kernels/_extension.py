@@ -24,7 +24,10 @@ def _load() -> tuple[ModuleType | None, str]:
     except ImportError as error:
         return None, f"megabio._C is not built ({error}); reinstall with `pip install --no-build-isolation -e .`"
     _register_fakes()
-    return module, "built"
+    if not module.cpu_supported():
+        return None, (f"megabio._C was built for {module.cpu_capability}, which this CPU lacks; rebuild here "
+                      f"(or with MEGABIO_CPU_CAPABILITY=avx2 for a portable build)")
+    return module, f"built ({module.cpu_capability})"
 
 
 def _register_fakes() -> None:

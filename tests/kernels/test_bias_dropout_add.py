@@ -26,8 +26,9 @@ def test_inference_parity(dtype, with_bias):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_training_output_and_gradients_follow_the_mask(dtype):
-    x = torch.randn(64, 33).to(dtype).requires_grad_()
-    bias = torch.randn(33).to(dtype).requires_grad_()
+    # x + bias > 0 everywhere, so a kept element is never read back as dropped.
+    x = (torch.rand(64, 33) + 0.5).to(dtype).requires_grad_()
+    bias = (torch.rand(33) + 0.5).to(dtype).requires_grad_()
     residual = torch.zeros(64, 33).to(dtype).requires_grad_()  # so the branch is readable from the output
     p = 0.25
     out = bias_dropout_add(x, bias, residual, p, training=True)

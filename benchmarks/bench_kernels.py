@@ -1,0 +1,130 @@
+"""megabio's fused CPU kernels against the eager PyTorch composites they replace, forward + backward, at
+training shapes (batch 16, 16 heads, seq 128 and 512, hidden 1024), fp32 and bf16.
+
+Prints the speedup over eager and the achieved bandwidth (the minimum bytes each op must move, over its
+time) as a share of a plain memory copy measured in the same run.
+
+    python benchmarks/bench_kernels.py [--repeats 5] [--seqs 128 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from megabio.kernels import _extension, bias_dropout_add, bias_gelu, layer_norm, scaled_masked_softmax
+from megabio.kernels.scaled_masked_softmax import scaled_masked_softmax_reference
+
+BATCH, HEADS, HIDDEN = 16, 16, 1024
+
+
+@dataclass
+class Case:
+    name: str
+    fused: Callable[..., torch.Tensor]
+    eager: Callable[..., torch.Tensor]
+    inputs: Callable[[torch.dtype], list]
+    bytes_moved: Callable[[torch.dtype], float]
+
+
+def _n_bytes(shape: tuple[int, ...], dtype: torch.dtype) -> float:
+    return float(torch.Size(shape).numel() * dtype.itemsize)
+
+
+def cases(seq: int) -> list[Case]:
+    scores = (BATCH, HEADS, seq, seq)
+    tokens = BATCH * seq
+    ffn = (tokens, 4 * HIDDEN)
+    hidden = (tokens, HIDDEN)
+    mask = torch.rand(BATCH, 1, 1, seq) < 0.1
+    scale = 0.125
+
+    def rand(shape, dtype, grad=True):
+        return torch.randn(shape).to(dtype).requires_grad_(grad)
+
+    return [
+        # Minimum traffic: forward reads x, writes y; backward reads grad and one saved tensor, writes dx.
+        Case("scaled_masked_softmax", lambda x: scaled_masked_softmax(x, mask, scale),
+             lambda x: scaled_masked_softmax_reference(x, mask, scale),
+             lambda dt: [rand(scores, dt)], lambda dt: 5 * _n_bytes(scores, dt)),
+        Case("bias_gelu", bias_gelu, lambda x, b: F.gelu(x + b),
+             lambda dt: [rand(ffn, dt), rand(ffn[-1:], dt)], lambda dt: 5 * _n_bytes(ffn, dt)),
+        Case("layer_norm", lambda x, w, b: layer_norm(x, w, b, 1e-5),
+             lambda x, w, b: F.layer_norm(x, x.shape[-1:], w, b, 1e-5),
+             lambda dt: [rand(hidden, dt), rand(hidden[-1:], dt), rand(hidden[-1:], dt)],
+             lambda dt: 5 * _n_bytes(hidden, dt)),
+        # Forward reads x and residual, writes out and a 1-byte mask; backward reads grad and mask, writes dx.
+        Case("bias_dropout_add", lambda x, b, r: bias_dropout_add(x, b, r, 0.1, True),
+             lambda x, b, r: r + F.dropout(x + b, 0.1, True),
+             lambda dt: [rand(hidden, dt), rand(hidden[-1:], dt), rand(hidden, dt)],
+             lambda dt: 5 * _n_bytes(hidden, dt) + 2 * _n_bytes(hidden, torch.bool)),
+    ]
+
+
+def time_forward_backward(function: Callable[..., torch.Tensor], inputs: list, repeats: int) -> float:
+    """Median seconds of forward + backward after two warm-ups."""
+    grad = None
+    times = []
+    for i in range(repeats + 2):
+        for tensor in inputs:
+            tensor.grad = None
+        start = time.perf_counter()
+        out = function(*inputs)
+        if grad is None:
+            grad = torch.ones_like(out)
+        out.backward(grad)
+        if i > 1:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def copy_bandwidth(n_bytes: int, allocate: bool, repeats: int = 10) -> float:
+    """Bytes per second (read + write) of copying `n_bytes`: into a fresh tensor (`clone`, which pays the
+    allocator's page faults as every op's output does) or into an existing one (raw memory bandwidth)."""
+    src = torch.empty(n_bytes // 4)
+    src.uniform_()
+    dst = torch.empty_like(src)
+    copy = src.clone if allocate else (lambda: dst.copy_(src))
+    copy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        copy()
+        times.append(time.perf_counter() - start)
+    return 2 * n_bytes / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seqs", type=int, nargs="+", default=[128, 512])
+    args = parser.parse_args()
+    if _extension.compiled_ops() is None:
+        raise SystemExit(f"compiled kernels unavailable: {_extension.status()}")
+    raw = copy_bandwidth(64 * 2**20, allocate=False)
+    print(f"{torch.get_num_threads()} threads, torch {torch.__version__}; forward + backward, median of "
+          f"{args.repeats}; copy into an existing 64 MB tensor: {raw / 1e9:.1f} GB/s")
+    print("'% of copy' compares with clone() of a tensor of the op's size, which allocates its output as the op does")
+    print("| op | seq | dtype | eager ms | fused ms | speedup | fused GB/s | % of copy |")
+    print("|---|---|---|---|---|---|---|---|")
+    for seq in args.seqs:
+        for case in cases(seq):
+            for dtype in (torch.float32, torch.bfloat16):
+                inputs = case.inputs(dtype)
+                eager = time_forward_backward(case.eager, inputs, args.repeats)
+                fused = time_forward_backward(case.fused, inputs, args.repeats)
+                bandwidth = copy_bandwidth(int(_n_bytes(inputs[0].shape, dtype)), allocate=True)
+                achieved = case.bytes_moved(dtype) / fused
+                print(f"| {case.name} | {seq} | {str(dtype).removeprefix('torch.')} | {eager * 1e3:.1f} | "
+                      f"{fused * 1e3:.1f} | {eager / fused:.2f}x | {achieved / 1e9:.1f} | "
+                      f"{100 * achieved / bandwidth:.0f}% |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+// gelu(x + bias) over x [..., H], bias [H], exact (erf) or tanh; elementwise in float. The bias
+// gradient is the column sum of grad_x, reduced in float by ATen.
+#include "common.cuh"
+
+namespace megabio {
+namespace cuda {
+namespace {
+
+constexpr float kSqrt1_2 = 0.70710678118654752f;
+constexpr float kSqrt2_Pi = 0.79788456080286536f;  // sqrt(2 / pi)
+constexpr float kCoeff = 0.044715f;
+
+__device__ __forceinline__ float gelu(float v, bool tanh_approx) {
+  if (tanh_approx) return 0.5f * v * (1.0f + tanhf(kSqrt2_Pi * (v + kCoeff * v * v * v)));
+  return 0.5f * v * (1.0f + erff(v * kSqrt1_2));
+}
+
+__device__ __forceinline__ float gelu_derivative(float v, bool tanh_approx) {
+  if (tanh_approx) {
+    const float t = tanhf(kSqrt2_Pi * (v + kCoeff * v * v * v));
+    return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * kSqrt2_Pi * (1.0f + 3.0f * kCoeff * v * v);
+  }
+  const float cdf = 0.5f * (1.0f + erff(v * kSqrt1_2));
+  const float pdf = expf(-0.5f * v * v) * kSqrt2_Pi * 0.5f;
+  return cdf + v * pdf;
+}
+
+template <typename T>
+__global__ void bias_gelu_forward_kernel(const T* __restrict__ x, const T* __restrict__ bias, T* __restrict__ out,
+                                         int64_t n, int64_t width, bool tanh_approx) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    out[i] = from_float<T>(gelu(to_float(x[i]) + to_float(bias[i % width]), tanh_approx));
+  }
+}
+
+template <typename T>
+__global__ void bias_gelu_backward_kernel(const T* __restrict__ grad, const T* __restrict__ x,
+                                          const T* __restrict__ bias, T* __restrict__ dx, int64_t n, int64_t width,
+                                          bool tanh_approx) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    const float v = to_float(x[i]) + to_float(bias[i % width]);
+    dx[i] = from_float<T>(to_float(grad[i]) * gelu_derivative(v, tanh_approx));
+  }
+}
+
+void check_inputs(const at::Tensor& x, const at::Tensor& bias) {
+  check_cuda_floating(x, "x");
+  check_same_dtype(x, bias, "x", "bias");
+  TORCH_CHECK(bias.device() == x.device(), "bias must be on ", x.device());
+  TORCH_CHECK(bias.dim() == 1 && x.dim() >= 1 && bias.size(0) == x.size(-1), "bias must be [", x.size(-1),
+              "] to match the last dim of x ", x.sizes(), ", got ", bias.sizes());
+}
+
+at::Tensor bias_gelu_forward(const at::Tensor& x, const at::Tensor& bias, bool tanh_approx) {
+  check_inputs(x, bias);
+  c10::cuda::CUDAGuard guard(x.device());
+  auto xc = x.contiguous(), bc = bias.contiguous();
+  auto out = at::empty_like(xc);
+  const int64_t n = xc.numel(), width = x.size(-1);
+  if (n == 0) return out;
+  constexpr int threads = 256;
+  MEGABIO_DISPATCH_CUDA_TYPES(x.scalar_type(), "bias_gelu_forward_cuda", [&] {
+    bias_gelu_forward_kernel<scalar_t><<<blocks_for(n, threads), threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+        xc.data_ptr<scalar_t>(), bc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, width, tanh_approx);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> bias_gelu_backward(const at::Tensor& grad, const at::Tensor& x,
+                                                      const at::Tensor& bias, bool tanh_approx) {
+  check_inputs(x, bias);
+  check_same_dtype(grad, x, "grad", "x");
+  TORCH_CHECK(grad.sizes() == x.sizes(), "grad ", grad.sizes(), " and x ", x.sizes(), " differ");
+  c10::cuda::CUDAGuard guard(x.device());
+  auto xc = x.contiguous(), gc = grad.contiguous(), bc = bias.contiguous();
+  auto dx = at::empty_like(xc);
+  const int64_t n = xc.numel(), width = x.size(-1);
+  if (n > 0) {
+    constexpr int threads = 256;
+    MEGABIO_DISPATCH_CUDA_TYPES(x.scalar_type(), "bias_gelu_backward_cuda", [&] {
+      bias_gelu_backward_kernel<scalar_t><<<blocks_for(n, threads), threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          gc.data_ptr<scalar_t>(), xc.data_ptr<scalar_t>(), bc.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(), n,
+          width, tanh_approx);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  auto dbias = dx.reshape({-1, width}).sum(0, /*keepdim=*/false, at::kFloat).to(x.scalar_type());
+  return {dx, dbias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(megabio, CUDA, m) {
+  m.impl("bias_gelu_forward", &bias_gelu_forward);
+  m.impl("bias_gelu_backward", &bias_gelu_backward);
+}
+
+}  // namespace cuda
+}  // namespace megabio
