@@ -1,8 +1,10 @@
 """One pretraining step (forward, backward, AdamW) of the `small` preset on CPU, megabio against
 transformers' MegatronBertForPreTraining of the same shape, measured in the same run.
 
-Prints tokens/s for fp32 and bf16 autocast, the ratio to transformers, and the achieved FLOP/s as a share
-of a large matmul's FLOP/s measured here too.
+Prints tokens/s for fp32 and bf16 autocast, the ratio to transformers, and the achieved FLOP/s (of the
+dense model) as a share of a large matmul's FLOP/s measured here too. megabio runs three ways: with the
+pure-PyTorch reference ops (MEGABIO_KERNELS=reference), with the fused kernels, and with the fused kernels
+and the MLM head evaluated only at the labelled positions (logits_at_labels_only).
 
     python benchmarks/bench_model.py [--batch 16 --seq 128 --steps 5]
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -47,14 +50,15 @@ def make_batch(config: ModelConfig, batch: int, seq: int) -> dict[str, torch.Ten
                 binary_labels=torch.randint(0, 2, (batch,), generator=generator))
 
 
-def megabio_step(config: ModelConfig) -> Callable[[dict], torch.Tensor]:
+def megabio_step(config: ModelConfig, logits_at_labels_only: bool = False) -> Callable[[dict], torch.Tensor]:
     model = BertForPretraining(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step(batch: dict) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         loss, _, _ = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
-                           mlm_labels=batch["labels"], binary_labels=batch["binary_labels"])
+                           mlm_labels=batch["labels"], binary_labels=batch["binary_labels"],
+                           logits_at_labels_only=logits_at_labels_only)
         loss.backward()
         optimizer.step()
         return loss
@@ -114,18 +118,24 @@ def main() -> None:
     flops = training_flops(config, args.batch, args.seq)
     print(f"preset {args.preset}, batch {args.batch} x seq {args.seq}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; median of {args.steps} steps")
-    print("| precision | megabio tok/s | transformers tok/s | ratio | megabio GFLOP/s | matmul GFLOP/s | "
-          "% of matmul |")
-    print("|---|---|---|---|---|---|---|")
+    print("| precision | megabio | tok/s | transformers tok/s | ratio | megabio GFLOP/s | matmul GFLOP/s "
+          "| % of matmul |")
+    print("|---|---|---|---|---|---|---|---|")
+    variants = (  # (name, kernels, MLM logits only at labelled positions)
+        ("reference ops", "reference", False), ("fused kernels", "auto", False),
+        ("fused kernels, labelled logits", "auto", True))
     for precision, bf16 in (("fp32", False), ("bf16", True)):
-        torch.manual_seed(0)
-        ours = time_steps(megabio_step(config), batch, args.steps, bf16)
         torch.manual_seed(0)
         theirs = time_steps(transformers_step(config), batch, args.steps, bf16)
         peak = matmul_flops_per_second(torch.bfloat16 if bf16 else torch.float32)
-        achieved = flops / ours
-        print(f"| {precision} | {tokens / ours:,.0f} | {tokens / theirs:,.0f} | {theirs / ours:.2f}x | "
-              f"{achieved / 1e9:.0f} | {peak / 1e9:.0f} | {100 * achieved / peak:.0f}% |", flush=True)
+        for name, kernels, labelled_only in variants:
+            os.environ["MEGABIO_KERNELS"] = kernels  # read by megabio.kernels on every call
+            torch.manual_seed(0)
+            ours = time_steps(megabio_step(config, labelled_only), batch, args.steps, bf16)
+            achieved = flops / ours
+            print(f"| {precision} | {name} | {tokens / ours:,.0f} | {tokens / theirs:,.0f} | {theirs / ours:.2f}x | "
+                  f"{achieved / 1e9:.0f} | {peak / 1e9:.0f} | {100 * achieved / peak:.0f}% |", flush=True)
+    os.environ.pop("MEGABIO_KERNELS")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,14 @@ def _register_fakes() -> None:
     fake("bias_dropout_add_backward")(lambda grad, mask, p: torch.empty_like(grad))
 
 
+def match_dtype_under_autocast(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """`tensor` cast to `like`'s dtype when autocast is on for its device (where a parameter in fp32 meets
+    a bf16/fp16 activation, as autocast itself would cast it inside a linear layer), else unchanged."""
+    if tensor is None or tensor.dtype == like.dtype or not torch.is_autocast_enabled(like.device.type):
+        return tensor
+    return tensor.to(like.dtype)
+
+
 def forced_reference() -> bool:
     return os.environ.get("MEGABIO_KERNELS", "auto").lower() == "reference"
 

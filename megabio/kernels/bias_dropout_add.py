@@ -56,6 +56,10 @@ def bias_dropout_add(
     """residual + dropout(x + bias), bias broadcast over the last dim; no dropout when not training."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability p={p} must be in [0, 1)")
-    if _kernel_fits(x, bias, residual):
-        return _BiasDropoutAdd.apply(x, bias, residual, float(p) if training else 0.0)
+    # Under autocast the branch (bf16) meets an fp32 residual stream: compute in the residual's dtype,
+    # as type promotion would.
+    cast_x = _extension.match_dtype_under_autocast(x, residual)
+    cast_bias = _extension.match_dtype_under_autocast(bias, residual)
+    if _kernel_fits(cast_x, cast_bias, residual):
+        return _BiasDropoutAdd.apply(cast_x, cast_bias, residual, float(p) if training else 0.0)
     return bias_dropout_add_reference(x, bias, residual, p, training)

@@ -44,6 +44,7 @@ def bias_gelu(x: torch.Tensor, bias: torch.Tensor | None, approximate: str = "no
     """gelu(x + bias) with bias broadcast over the last dim."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate={approximate!r} must be 'none' (erf) or 'tanh'")
-    if _kernel_fits(x, bias):
-        return _BiasGelu.apply(x, bias, approximate == "tanh")
+    cast_bias = _extension.match_dtype_under_autocast(bias, x)
+    if _kernel_fits(x, cast_bias):
+        return _BiasGelu.apply(x, cast_bias, approximate == "tanh")
     return bias_gelu_reference(x, bias, approximate)

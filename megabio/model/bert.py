@@ -84,19 +84,29 @@ class BertForPretraining(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, mlm_labels: torch.Tensor | None = None,
-                binary_labels: torch.Tensor | None = None
+                binary_labels: torch.Tensor | None = None, logits_at_labels_only: bool = False
                 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """With `logits_at_labels_only` (needs mlm_labels) the MLM head runs only at labelled positions and
+        mlm_logits is `[n_labelled, vocab / tp]` in row-major position order: the same loss and gradients
+        for ~1/7 of the head's work at 15% masking (NVIDIA's BERT does the same)."""
         if binary_labels is not None and self.binary_head is None:
             raise ValueError("binary_labels were given but the model has binary_head='none'")
+        if logits_at_labels_only and mlm_labels is None:
+            raise ValueError("logits_at_labels_only=True needs mlm_labels")
         hidden = self.bert(input_ids, attention_mask, token_type_ids)  # [b, s, h]
-        mlm_logits = self.lm_head(hidden)  # [b, s, vocab / tp]
         binary_logits = self.binary_head(hidden) if self.binary_head is not None else None
         loss = None
-        if mlm_labels is not None:
+        if mlm_labels is None:
+            mlm_logits = self.lm_head(hidden)  # [b, s, vocab / tp]
+        else:
             # Only ~15% of positions carry a label: the softmax over the vocabulary runs on those alone.
             labelled = mlm_labels != IGNORE_INDEX
-            per_token = vocab_parallel_cross_entropy(mlm_logits[labelled], mlm_labels[labelled],
-                                                     self.parallel_state)
+            if logits_at_labels_only:
+                mlm_logits = labelled_logits = self.lm_head(hidden[labelled])  # [n, vocab / tp]
+            else:
+                mlm_logits = self.lm_head(hidden)  # [b, s, vocab / tp]
+                labelled_logits = mlm_logits[labelled]
+            per_token = vocab_parallel_cross_entropy(labelled_logits, mlm_labels[labelled], self.parallel_state)
             loss = per_token.sum() / labelled.sum().clamp(min=1)
         if binary_labels is not None:
             binary_loss = F.cross_entropy(_at_least_fp32(binary_logits), binary_labels, ignore_index=IGNORE_INDEX)

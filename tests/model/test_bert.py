@@ -119,3 +119,30 @@ def test_loss_matches_plain_cross_entropy():
     mlm = torch.nn.functional.cross_entropy(logits.flatten(0, 1), batch["mlm_labels"].flatten())
     sop = torch.nn.functional.cross_entropy(binary, batch["binary_labels"])
     torch.testing.assert_close(loss, mlm + sop, rtol=1e-12, atol=1e-12)
+
+
+def test_logits_at_labels_only_gives_the_same_loss_and_gradients():
+    torch.manual_seed(0)
+    model = BertForPretraining(tiny_config()).double()
+    batch = make_batch()
+    dense_loss, dense_grads = _loss_and_grads(model, batch)
+    model.zero_grad()
+    loss, logits, _ = model(**batch, logits_at_labels_only=True)
+    loss.backward()
+    labelled = batch["mlm_labels"] != -100
+    assert logits.shape == (int(labelled.sum()), model.config.padded_vocab_size())
+    torch.testing.assert_close(logits, model(**batch)[1][labelled], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(loss, dense_loss, rtol=1e-12, atol=1e-12)
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, dense_grads[name], rtol=1e-10, atol=1e-12, msg=name)
+    with pytest.raises(ValueError, match="needs mlm_labels"):
+        model(batch["input_ids"], logits_at_labels_only=True)
+
+
+def test_binary_loss_alone():
+    torch.manual_seed(0)
+    model = BertForPretraining(tiny_config()).double()
+    batch = make_batch()
+    loss, logits, binary = model(batch["input_ids"], binary_labels=batch["binary_labels"])
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(binary, batch["binary_labels"]))
+    assert logits.shape[:2] == batch["input_ids"].shape
