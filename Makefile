@@ -17,9 +17,10 @@ CUDA_BUILD := build/cuda-check
 
 install: $(STAMP)
 
-$(STAMP): setup.py pyproject.toml
+# The kernels compile at install time, so a change under csrc/ reinstalls.
+$(STAMP): setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h)
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PYTHON) -m pip install --quiet --upgrade pip setuptools wheel ninja
 	$(PYTHON) -m pip install --quiet "$(TORCH)"
 	$(PYTHON) -m pip install --quiet --no-build-isolation -e ".[test]"
 	touch $(STAMP)
@@ -38,7 +39,7 @@ bench: $(STAMP)
 
 cuda-check:
 	test -x $(CUDA_VENV)/bin/python || python3 -m venv $(CUDA_VENV)
-	$(CUDA_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel numpy "$(CUDA_TORCH)"
+	$(CUDA_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel ninja numpy "$(CUDA_TORCH)"
 	# The CUDA wheel ships the CUDA headers it was built with (cuSPARSE and others) in nvidia/cu*/include.
 	CUDA_HOME=$(CUDA_HOME) TORCH_CUDA_ARCH_LIST="$(CUDA_ARCHS)" MEGABIO_BUILD_CUDA=1 \
 	CPLUS_INCLUDE_PATH="$$($(CUDA_VENV)/bin/python -c 'import glob, nvidia; print(":".join(glob.glob(nvidia.__path__[0] + "/cu*/include")))')" \
