@@ -42,8 +42,7 @@ std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
   const uint64_t seed = training ? draw_seed() : 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "bias_dropout_add_forward", [&] {
     using A = acc_t<scalar_t>;
-    std::vector<A> b(has_bias ? width : 0);
-    if (has_bias) at::vec::convert(bias_opt->contiguous().data_ptr<scalar_t>(), b.data(), width);
+    const auto b = has_bias ? to_acc_vector<scalar_t>(*bias_opt) : std::vector<A>();
     const scalar_t* in = xc.data_ptr<scalar_t>();
     const scalar_t* res = rc.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();

@@ -46,8 +46,7 @@ at::Tensor bias_gelu_forward(const at::Tensor& x, const at::Tensor& bias, bool t
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "bias_gelu_forward", [&] {
     using A = acc_t<scalar_t>;
     using V = AccVec<scalar_t>;
-    std::vector<A> b(width);
-    at::vec::convert(bias.contiguous().data_ptr<scalar_t>(), b.data(), width);
+    const auto b = to_acc_vector<scalar_t>(bias);
     const scalar_t* in = xc.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     ThreadBuffers<A> buffers(2, width);
@@ -81,8 +80,7 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward(const at::Tensor& grad, co
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "bias_gelu_backward", [&] {
     using A = acc_t<scalar_t>;
     using V = AccVec<scalar_t>;
-    std::vector<A> b(width);
-    at::vec::convert(bias.contiguous().data_ptr<scalar_t>(), b.data(), width);
+    const auto b = to_acc_vector<scalar_t>(bias);
     const scalar_t* in = xc.data_ptr<scalar_t>();
     const scalar_t* g = gc.data_ptr<scalar_t>();
     scalar_t* o = dx.data_ptr<scalar_t>();

@@ -70,6 +70,14 @@ inline void store_row(const A* src, T* dst, int64_t n) {
   if constexpr (!std::is_same_v<T, A>) at::vec::convert(src, dst, n);
 }
 
+// A small parameter vector (bias, LayerNorm weight) as arithmetic type A, converted once per call.
+template <typename T>
+inline std::vector<acc_t<T>> to_acc_vector(const at::Tensor& t) {
+  std::vector<acc_t<T>> out(t.numel());
+  at::vec::convert(t.contiguous().data_ptr<T>(), out.data(), t.numel());
+  return out;
+}
+
 // Reduces op(inputs[i]...) over i < n with `combine` (identity `init`), vectorized with four
 // independent accumulators so that the combines pipeline instead of waiting on one another.
 template <typename A, typename Combine, typename Op, typename... In>

@@ -29,9 +29,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_forward(const at::Tens
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "layer_norm_forward", [&] {
     using A = acc_t<scalar_t>;
     using V = AccVec<scalar_t>;
-    std::vector<A> w(width), b(width);
-    at::vec::convert(weight.contiguous().data_ptr<scalar_t>(), w.data(), width);
-    at::vec::convert(bias.contiguous().data_ptr<scalar_t>(), b.data(), width);
+    const auto w = to_acc_vector<scalar_t>(weight), b = to_acc_vector<scalar_t>(bias);
     const scalar_t* in = xc.data_ptr<scalar_t>();
     scalar_t* out = y.data_ptr<scalar_t>();
     A* mean_data = mean.data_ptr<A>();
@@ -72,8 +70,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_backward(const at::Ten
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "layer_norm_backward", [&] {
     using A = acc_t<scalar_t>;
     using V = AccVec<scalar_t>;
-    std::vector<A> w(width);
-    at::vec::convert(weight.contiguous().data_ptr<scalar_t>(), w.data(), width);
+    const auto w = to_acc_vector<scalar_t>(weight);
     const scalar_t* in = xc.data_ptr<scalar_t>();
     const scalar_t* g = gc.data_ptr<scalar_t>();
     scalar_t* out = dx.data_ptr<scalar_t>();
