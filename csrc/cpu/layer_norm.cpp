@@ -77,27 +77,40 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_backward(const at::Ten
     auto mean_c = mean.contiguous(), rstd_c = rstd.contiguous();
     const A* mean_data = mean_c.data_ptr<A>();
     const A* rstd_data = rstd_c.data_ptr<A>();
-    ThreadBuffers<A> buffers(4, width);
+    ThreadBuffers<A> buffers(3, width);
     ThreadPartials<A> partial_dw(width), partial_db(width);
+    constexpr int64_t k = V::size();
     at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
-      A* xhat = buffers.get(0);
-      A* wdy = buffers.get(1);
-      A* g_buf = buffers.get(2);
-      A* out_buf = buffers.get(3);
+      A* x_buf = buffers.get(0);
+      A* g_buf = buffers.get(1);
+      A* out_buf = buffers.get(2);
       A* dw = partial_dw.get();
       A* db = partial_db.get();
       for (int64_t row = begin; row < end; ++row) {
-        const A mu = mean_data[row], r = rstd_data[row];
-        const A* xr = load_row(in + row * width, xhat, width);
+        const V mu(mean_data[row]), r(rstd_data[row]);
+        const A* xr = load_row(in + row * width, x_buf, width);
         const A* gr = load_row(g + row * width, g_buf, width);
-        at::vec::map([mu, r](V v) { return (v - V(mu)) * V(r); }, xhat, xr, width);
-        at::vec::map3([](V acc, V gv, V xh) { return acc + gv * xh; }, dw, dw, gr, xhat, width);
-        at::vec::map2([](V acc, V gv) { return acc + gv; }, db, db, gr, width);
-        at::vec::map2([](V gv, V wv) { return gv * wv; }, wdy, gr, w.data(), width);
-        const A c1 = sum_map<A>([](V a, V c) { return a * c; }, width, wdy, xhat) / width;
-        const A c2 = sum_map<A>([](V a) { return a; }, width, wdy) / width;
+        // Pass 1: c1 = mean(w dy xhat), c2 = mean(w dy), and this thread's dgamma / dbeta sums.
+        V c1_acc(0), c2_acc(0);
+        for (int64_t j = 0; j < width; j += k) {
+          const int64_t n = std::min(k, width - j);
+          const V xhat = (V::loadu(xr + j, n) - mu) * r, gv = V::loadu(gr + j, n);
+          const V wdy = V::loadu(w.data() + j, n) * gv;
+          c1_acc = c1_acc + wdy * xhat;
+          c2_acc = c2_acc + wdy;
+          (V::loadu(dw + j, n) + gv * xhat).store(dw + j, n);
+          (V::loadu(db + j, n) + gv).store(db + j, n);
+        }
+        const auto sum = [](V a, V b) { return a + b; };
+        const V c1(at::vec::vec_reduce_all<A>(sum, c1_acc) / width), c2(at::vec::vec_reduce_all<A>(sum, c2_acc) / width);
+        // Pass 2: dx = rstd * (w dy - c2 - xhat c1).
         A* dxr = output_row(out + row * width, out_buf);
-        at::vec::map2([r, c1, c2](V d, V xh) { return V(r) * (d - V(c2) - xh * V(c1)); }, dxr, wdy, xhat, width);
+        for (int64_t j = 0; j < width; j += k) {
+          const int64_t n = std::min(k, width - j);
+          const V xhat = (V::loadu(xr + j, n) - mu) * r;
+          const V wdy = V::loadu(w.data() + j, n) * V::loadu(gr + j, n);
+          (r * (wdy - c2 - xhat * c1)).store(dxr + j, n);
+        }
         store_row(dxr, out + row * width, width);
       }
     });
