@@ -71,7 +71,7 @@ def extensions() -> tuple[list, dict]:
         extension = CUDAExtension(
             "megabio._C", sources + cuda_sources,
             define_macros=[("MEGABIO_WITH_CUDA", None)], extra_link_args=["-fopenmp"],
-            extra_compile_args={"cxx": cpu_flags(), "nvcc": ["-O3", "--use_fast_math"]})
+            extra_compile_args={"cxx": cpu_flags(), "nvcc": ["-O3"]})
     else:
         extension = CppExtension("megabio._C", sources, extra_compile_args={"cxx": cpu_flags()},
                                  extra_link_args=["-fopenmp"])
