@@ -67,10 +67,62 @@ def _model_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_vocab(subparsers: argparse._SubParsersAction) -> None:
+    vocab = subparsers.add_parser("vocab", help="build a WordPiece vocabulary with SentencePiece; measure one")
+    commands = vocab.add_subparsers(title="vocab commands", required=True, metavar="COMMAND")
+
+    build = commands.add_parser(
+        "build", help="train SentencePiece on a corpus and write a BERT vocab.txt",
+        description="Train SentencePiece (unigram or BPE) on plain text, JSON lines, PubTator or gzip files "
+                    "(or directories of them) and convert it to a BERT WordPiece vocab.txt of exactly "
+                    "--vocab-size entries, with the SentencePiece model and a JSON card.")
+    build.add_argument("--input", nargs="+", required=True, metavar="FILE")
+    build.add_argument("--vocab-size", type=int, default=30000)
+    build.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
+    case = build.add_mutually_exclusive_group()
+    case.add_argument("--cased", dest="lower_case", action="store_false", help="keep case (default)")
+    case.add_argument("--uncased", dest="lower_case", action="store_true", help="lower-case and strip accents")
+    build.add_argument("--json-keys", default="text", help="field holding the text in JSON lines")
+    build.add_argument("--exclude-pmids", metavar="FILE", help="PMIDs (first field per line) to leave out")
+    build.add_argument("--sample-sentences", type=int, default=2_000_000,
+                       help="lines SentencePiece samples from a larger corpus")
+    build.add_argument("--output-dir", required=True)
+    build.add_argument("--overwrite", action="store_true")
+    build.set_defaults(handler=_vocab_build, lower_case=False)
+
+    stats = commands.add_parser(
+        "stats", help="sub-tokens per word (all and named-entity words), [UNK] rate, most fragmented words",
+        description="Print JSON statistics of a vocabulary on IOB files (word<TAB>tag per line).")
+    stats.add_argument("--vocab", required=True)
+    stats.add_argument("--lower-case", action="store_true")
+    stats.add_argument("--iob", nargs="+", required=True, metavar="FILE")
+    stats.add_argument("--top", type=int, default=20, help="how many fragmented entity words to list")
+    stats.set_defaults(handler=_vocab_stats)
+
+
+def _vocab_build(args: argparse.Namespace) -> int:
+    from megabio.data.corpus import read_id_list
+    from megabio.tokenizer.vocab_builder import VocabSettings, build_vocab
+
+    settings = VocabSettings(vocab_size=args.vocab_size, model_type=args.model_type, lower_case=args.lower_case,
+                             sample_sentences=args.sample_sentences, json_key=args.json_keys)
+    exclude = read_id_list(args.exclude_pmids) if args.exclude_pmids else None
+    build_vocab(args.input, args.output_dir, settings, exclude_ids=exclude, overwrite=args.overwrite)
+    return 0
+
+
+def _vocab_stats(args: argparse.Namespace) -> int:
+    from megabio.tokenizer.vocab_stats import vocab_stats
+
+    print(json.dumps(vocab_stats(args.vocab, args.iob, lower_case=args.lower_case, top=args.top), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="megabio", description="Megatron-style biomedical BERT training.")
     subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _add_model_info(subparsers)
+    _add_vocab(subparsers)
     return parser
 
 

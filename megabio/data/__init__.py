@@ -1,0 +1,1 @@
+"""Corpus readers, indexed datasets and task readers."""

@@ -1,0 +1,1 @@
+"""WordPiece tokenization (HF tokenizers) and SentencePiece-based vocabulary building."""
