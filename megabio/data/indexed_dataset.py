@@ -46,7 +46,7 @@ class IndexedDatasetWriter:
                                       f"{sorted(str(np.dtype(t)) for t in DTYPES.values())}")
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
         self._bin_tmp = Path(f"{self.prefix}.bin.tmp-{os.getpid()}")
-        self._bin = open(self._bin_tmp, "wb")  # noqa: SIM115 (closed in finalize / abort)
+        self._bin = open(self._bin_tmp, "wb")  # closed by finalize() or abort()
         self._sizes: list[int] = []
         self._doc_index: list[int] = [0]
 

@@ -1,0 +1,101 @@
+"""Sentence splitting with nltk's Punkt, trained on the corpus itself (punkt data cannot be downloaded
+everywhere) and taught the abbreviations of biomedical writing, which must never end a sentence."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer, PunktTrainer
+
+# Punkt stores abbreviations lower-cased, without the final period; "et al." is the token "al".
+BIOMEDICAL_ABBREVIATIONS = frozenset({
+    "al", "e.g", "i.e", "cf", "vs", "viz", "approx", "ca", "etc", "fig", "figs", "tab", "eq", "eqs", "ref", "refs",
+    "no", "nos", "vol", "suppl", "resp", "i.v", "i.p", "i.m", "i.c.v", "s.c", "p.o", "b.i.d", "t.i.d", "q.i.d",
+    "q.d", "sp", "spp", "subsp", "var", "dr", "prof", "mr", "mrs", "ms", "inc", "ltd", "co", "corp", "dept",
+    "univ", "st", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+    "min", "max", "hr", "hrs", "wk", "wks", "yr", "yrs", "mo", "mos", "u.s", "u.k", "a.m", "p.m",
+})
+
+
+class SentenceSplitter:
+    """`split(text)` -> sentences, with Punkt parameters learned from a corpus or loaded from JSON."""
+
+    def __init__(self, params: PunktParameters) -> None:
+        params.abbrev_types.update(BIOMEDICAL_ABBREVIATIONS)
+        self._tokenizer = PunktSentenceTokenizer(params)
+
+    def split(self, text: str) -> list[str]:
+        spans: list[tuple[int, int]] = []
+        for start, end in self._tokenizer.span_tokenize(text):
+            if spans and self._is_continuation(text[spans[-1][0]:spans[-1][1]], text[start:end]):
+                spans[-1] = (spans[-1][0], end)
+            else:
+                spans.append((start, end))
+        return [text[a:b].strip() for a, b in spans if text[a:b].strip()]
+
+    @staticmethod
+    def _is_continuation(previous: str, following: str) -> bool:
+        """Punkt judges a period by a window that includes the next token, so "et al. 1998]." can split
+        after "al."; a piece after a known abbreviation that does not start upper-case continues the sentence."""
+        words = previous.split()
+        if not words or not following:
+            return False
+        last = words[-1].lstrip("([").lower()
+        return last.endswith(".") and last[:-1] in BIOMEDICAL_ABBREVIATIONS and not following[0].isupper()
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SentenceSplitter:
+        return cls(load_params(path))
+
+
+def train_punkt(texts: Iterable[str]) -> PunktParameters:
+    """Learn Punkt parameters (abbreviations, collocations, sentence starters) from `texts`."""
+    trainer = PunktTrainer()
+    trainer.INCLUDE_ALL_COLLOCS = True
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == 1000:  # train in pieces: memory stays flat in corpus size
+            trainer.train("\n\n".join(batch), finalize=False)
+            batch = []
+    if batch:
+        trainer.train("\n\n".join(batch), finalize=False)
+    trainer.finalize_training()
+    params = trainer.get_params()
+    params.abbrev_types.update(BIOMEDICAL_ABBREVIATIONS)
+    return params
+
+
+def save_params(params: PunktParameters, path: str | os.PathLike) -> None:
+    """Plain JSON (never a pickle), written to a temporary file and renamed."""
+    data = {
+        "abbrev_types": sorted(params.abbrev_types),
+        "collocations": sorted(list(pair) for pair in params.collocations),
+        "sent_starters": sorted(params.sent_starters),
+        "ortho_context": dict(sorted(params.ortho_context.items())),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
+                                     encoding="utf-8") as handle:
+        json.dump(data, handle)
+    os.replace(handle.name, path)
+
+
+def load_params(path: str | os.PathLike) -> PunktParameters:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        params = PunktParameters()
+        params.abbrev_types = set(data["abbrev_types"])
+        params.collocations = {tuple(pair) for pair in data["collocations"]}
+        params.sent_starters = set(data["sent_starters"])
+        for word, flags in data["ortho_context"].items():
+            params.ortho_context[word] = int(flags)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a Punkt parameter file written by `megabio splitter train` ({error})") \
+            from None
+    return params
