@@ -89,7 +89,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["megabio", "megabio.*"]),
-    install_requires=["torch>=2.1", "numpy", "tokenizers>=0.15", "sentencepiece>=0.1.99"],
+    install_requires=["torch>=2.1", "numpy", "tokenizers>=0.15", "sentencepiece>=0.1.99", "nltk>=3.8"],
     extras_require={
         "test": ["pytest>=7", "ruff>=0.4", "transformers>=4.40"],
     },

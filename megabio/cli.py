@@ -118,11 +118,65 @@ def _vocab_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_preprocess(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "preprocess", help="text to a Megatron-compatible indexed dataset (.bin/.idx)",
+        description="Read plain text, JSON lines, PubTator, PubMed XML or gzip files, optionally split "
+                    "sentences, WordPiece-tokenize in a process pool and write <prefix>_<key>_sentence.bin/.idx "
+                    "(or _document with whole documents).")
+    parser.add_argument("--input", nargs="+", required=True, metavar="FILE")
+    parser.add_argument("--json-keys", default="text", help="field holding the text in JSON lines")
+    parser.add_argument("--vocab", "--vocab-file", dest="vocab", required=True, help="WordPiece vocab.txt")
+    parser.add_argument("--lower-case", action="store_true")
+    parser.add_argument("--split-sentences", action="store_true")
+    parser.add_argument("--punkt", help="Punkt parameters from `megabio splitter train`")
+    parser.add_argument("--exclude-pmids", metavar="FILE", help="PMIDs (first field per line) to leave out")
+    parser.add_argument("--output-prefix", required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.set_defaults(handler=_preprocess)
+
+    splitter = subparsers.add_parser("splitter", help="sentence splitter (Punkt) commands")
+    commands = splitter.add_subparsers(title="splitter commands", required=True, metavar="COMMAND")
+    train = commands.add_parser("train", help="learn Punkt parameters from a corpus",
+                                description="Learn Punkt sentence-splitting parameters from the corpus and save "
+                                            "them as JSON; biomedical abbreviations (i.v., et al., Fig., vs., "
+                                            "e.g.) are always added.")
+    train.add_argument("--input", nargs="+", required=True, metavar="FILE")
+    train.add_argument("--json-keys", default="text")
+    train.add_argument("--exclude-pmids", metavar="FILE")
+    train.add_argument("--output", required=True, help="punkt.json to write")
+    train.set_defaults(handler=_splitter_train)
+
+
+def _preprocess(args: argparse.Namespace) -> int:
+    from megabio.data.corpus import read_id_list
+    from megabio.data.preprocess import PreprocessSettings, preprocess
+
+    settings = PreprocessSettings(vocab_file=args.vocab, lower_case=args.lower_case,
+                                  split_sentences=args.split_sentences, punkt_file=args.punkt,
+                                  json_key=args.json_keys, workers=args.workers)
+    exclude = read_id_list(args.exclude_pmids) if args.exclude_pmids else None
+    preprocess(args.input, args.output_prefix, settings, exclude_ids=exclude)
+    return 0
+
+
+def _splitter_train(args: argparse.Namespace) -> int:
+    from megabio.data.corpus import read_documents, read_id_list
+    from megabio.tokenizer.sentences import save_params, train_punkt
+
+    exclude = read_id_list(args.exclude_pmids) if args.exclude_pmids else None
+    texts = (d.text for d in read_documents(args.input, args.json_keys, exclude))
+    save_params(train_punkt(texts), args.output)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="megabio", description="Megatron-style biomedical BERT training.")
     subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _add_model_info(subparsers)
     _add_vocab(subparsers)
+    _add_preprocess(subparsers)
     return parser
 
 

@@ -3,7 +3,8 @@ directories of such files. Bad bytes are reported with the file and line.
 
 Plain text: every non-empty line is a document (a blank line separates paragraphs, which is the same
 thing for this reader). JSON lines: the `json_key` field of each object. PubTator: the title (`|t|`) and
-abstract (`|a|`) of each PMID, annotation lines skipped.
+abstract (`|a|`) of each PMID, annotation lines skipped. PubMed baseline XML (`pubmed*.xml[.gz]`): the
+title and abstract of each PubmedArticle, streamed.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 _PUBTATOR_TEXT = re.compile(r"^(\d+)\|([ta])\|(.*)$")
-_TEXT_SUFFIXES = {"", ".txt", ".text", ".jsonl", ".json", ".pubtator", ".gz"}
+_TEXT_SUFFIXES = {"", ".txt", ".text", ".jsonl", ".json", ".pubtator", ".xml", ".gz"}
 
 
 class CorpusError(ValueError):
@@ -71,6 +73,8 @@ def _format(path: Path) -> str:
     name = path.name[:-3] if path.suffix == ".gz" else path.name
     if name.endswith((".jsonl", ".json")):
         return "jsonl"
+    if name.endswith(".xml"):
+        return "pubmed_xml"
     for _, line in _lines(path):
         if line.strip():
             return "pubtator" if _PUBTATOR_TEXT.match(line) else "text"
@@ -88,6 +92,8 @@ def read_documents(paths: Iterable[str | os.PathLike], json_key: str = "text",
             yield from _read_jsonl(path, json_key, exclude_ids)
         elif kind == "pubtator":
             yield from _read_pubtator(path, exclude_ids)
+        elif kind == "pubmed_xml":
+            yield from _read_pubmed_xml(path, exclude_ids)
         else:
             for line_no, line in _lines(path):
                 if line.strip():
@@ -131,6 +137,25 @@ def _read_pubtator(path: Path, exclude_ids: set[str]) -> Iterator[Document]:
             current, parts, start = pmid, [], f"{path}:{line_no}"
         parts.append(text.strip())
     yield from flush()
+
+
+def _read_pubmed_xml(path: Path, exclude_ids: set[str]) -> Iterator[Document]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            for _, element in ElementTree.iterparse(handle, events=("end",)):
+                if element.tag != "PubmedArticle":
+                    continue
+                pmid = element.findtext(".//MedlineCitation/PMID") or ""
+                title = "".join(element.find(".//ArticleTitle").itertext()) if element.find(".//ArticleTitle") \
+                    is not None else ""
+                abstract = " ".join("".join(part.itertext()).strip() for part in element.iter("AbstractText"))
+                text = " ".join(t.strip() for t in (title, abstract) if t.strip())
+                if text and pmid not in exclude_ids:
+                    yield Document(text, f"{path}:PMID {pmid}", pmid or None)
+                element.clear()  # keep memory flat over a whole baseline file
+    except ElementTree.ParseError as error:
+        raise CorpusError(f"{path}:{error.position[0]}: malformed XML ({error})") from None
 
 
 def read_id_list(path: str | os.PathLike) -> set[str]:
