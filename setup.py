@@ -75,7 +75,9 @@ def extensions() -> tuple[list, dict]:
     else:
         extension = CppExtension("megabio._C", sources, extra_compile_args={"cxx": cpu_flags()},
                                  extra_link_args=["-fopenmp"])
-    return [extension], {"build_ext": BuildExtension}
+    # The data helpers need only pybind11 (shipped in torch's include directory), not libtorch.
+    helpers = CppExtension("megabio.data._helpers", ["csrc/data/helpers.cpp"], extra_compile_args={"cxx": ["-O3"]})
+    return [extension, helpers], {"build_ext": BuildExtension}
 
 
 ext_modules, cmdclass = extensions()
