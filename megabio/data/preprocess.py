@@ -33,7 +33,7 @@ class PreprocessSettings:
     split_sentences: bool = False
     """One sequence per sentence (BERT pretraining data) instead of one per document."""
     punkt_file: str | None = None
-    """Punkt parameters from `megabio splitter train`; required with split_sentences."""
+    """Punkt parameters from `megabio splitter train`; without it, nltk's installed English Punkt model."""
     json_key: str = "text"
     workers: int = 1
 
@@ -42,7 +42,12 @@ class PreprocessSettings:
 def _tools(settings: PreprocessSettings):
     """The tokenizer and splitter of this process, built once per worker."""
     tokenizer = load_wordpiece(settings.vocab_file, settings.lower_case)
-    splitter = SentenceSplitter.load(settings.punkt_file) if settings.split_sentences else None
+    splitter = None
+    if settings.split_sentences:
+        splitter = SentenceSplitter.load(settings.punkt_file) if settings.punkt_file else SentenceSplitter.installed()
+        if splitter is None:
+            raise ValueError("--split-sentences needs --punkt FILE (no Punkt model is installed with nltk): "
+                             "learn one from your corpus with `megabio splitter train`")
     return tokenizer, splitter
 
 
@@ -71,8 +76,6 @@ def output_prefix(prefix: str, settings: PreprocessSettings) -> str:
 def preprocess(inputs: list[str], prefix: str, settings: PreprocessSettings, exclude_ids: set[str] | None = None,
                show_progress: bool = True) -> dict:
     """Write the indexed dataset; returns counts (documents, sequences, tokens, bytes, seconds)."""
-    if settings.split_sentences and not settings.punkt_file:
-        raise ValueError("--split-sentences needs --punkt FILE: learn one with `megabio splitter train`")
     tokenizer, _ = _tools(settings)  # fail early on a bad vocabulary or Punkt file
     dtype = optimal_dtype(tokenizer.get_vocab_size())
     target = output_prefix(prefix, settings)

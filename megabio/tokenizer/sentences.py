@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer, PunktTrainer
+from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer, PunktTokenizer, PunktTrainer
 
 # Punkt stores abbreviations lower-cased, without the final period; "et al." is the token "al".
 BIOMEDICAL_ABBREVIATIONS = frozenset({
@@ -50,6 +50,14 @@ class SentenceSplitter:
     @classmethod
     def load(cls, path: str | os.PathLike) -> SentenceSplitter:
         return cls(load_params(path))
+
+    @classmethod
+    def installed(cls, language: str = "english") -> SentenceSplitter | None:
+        """The Punkt model installed with nltk's data (punkt_tab), or None where there is none."""
+        try:
+            return cls(PunktTokenizer(language)._params)
+        except (LookupError, OSError):
+            return None
 
 
 def train_punkt(texts: Iterable[str]) -> PunktParameters:
