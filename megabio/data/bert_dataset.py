@@ -215,3 +215,20 @@ class BlendedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         return self.datasets[int(self.dataset_index[i])][int(self.sample_index[i])]
+
+
+def parse_data_path(values: list[str]) -> list[tuple[float, str]]:
+    """Megatron's `--data-path`: either one prefix, or `weight prefix` pairs (`0.7 abstracts 0.3 fulltext`)."""
+    if len(values) == 1:
+        return [(1.0, values[0])]
+    if len(values) % 2:
+        raise ValueError(f"--data-path {' '.join(values)}: give one prefix or 'weight prefix' pairs")
+    pairs = []
+    for weight, prefix in zip(values[::2], values[1::2], strict=True):
+        try:
+            pairs.append((float(weight), prefix))
+        except ValueError:
+            raise ValueError(f"--data-path: {weight!r} (before {prefix!r}) is not a weight") from None
+    if any(w <= 0 for w, _ in pairs):
+        raise ValueError(f"--data-path weights must be positive: {[w for w, _ in pairs]}")
+    return pairs

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from megabio.data import _helpers
-from megabio.data.bert_dataset import BertDataset, BertSampleSettings, BlendedDataset
+from megabio.data.bert_dataset import BertDataset, BertSampleSettings, BlendedDataset, parse_data_path
 from megabio.data.indexed_dataset import IndexedDatasetWriter
 from megabio.data.sample_mapping import build_mapping_reference
 from megabio.model import IGNORE_INDEX
@@ -132,3 +132,12 @@ def test_blending_weights(tmp_path):
     assert abs(share - 0.3) < 0.01 * 0.3
     with pytest.raises(ValueError, match="positive"):
         BlendedDataset(datasets, [1.0, 0.0], 10)
+
+
+def test_parse_data_path():
+    assert parse_data_path(["corpus"]) == [(1.0, "corpus")]
+    assert parse_data_path(["0.7", "abstracts", "0.3", "fulltext"]) == [(0.7, "abstracts"), (0.3, "fulltext")]
+    with pytest.raises(ValueError, match="not a weight"):
+        parse_data_path(["abstracts", "0.7"])
+    with pytest.raises(ValueError, match="pairs"):
+        parse_data_path(["0.7", "a", "0.3"])
