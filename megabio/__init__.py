@@ -5,3 +5,11 @@ Importing the package has no side effects; the public pieces live in its submodu
 """
 
 __version__ = "0.1.0"
+
+
+def load_pretrained(path, parallel_state=None):
+    """(BertForPretraining, tokenizer) from a megabio or Hugging Face checkpoint directory; see
+    `megabio.convert.load_pretrained`."""
+    from megabio.convert import load_pretrained as load
+
+    return load(path, parallel_state)

@@ -171,12 +171,43 @@ def _splitter_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_convert(subparsers: argparse._SubParsersAction) -> None:
+    from megabio.convert import FORMATS
+
+    parser = subparsers.add_parser(
+        "convert", help="convert checkpoints between megabio and Hugging Face; reshard tensor parallelism",
+        description="Convert a checkpoint directory. hf-bert: transformers BERT (post-LN); hf-megatron-bert: "
+                    "transformers MegatronBert (pre-LN); megabio: this project's checkpoints, any TP size. "
+                    "Prints a report of mapped, initialised and ignored parameters.")
+    parser.add_argument("--from", dest="source", choices=FORMATS, required=True)
+    parser.add_argument("--to", dest="target", choices=FORMATS, required=True)
+    parser.add_argument("--input", required=True)
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--target-tensor-model-parallel-size", type=int, default=1, metavar="N")
+    parser.set_defaults(handler=_convert)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from megabio.convert import convert
+
+    report = convert(args.source, args.target, args.input, args.output, args.target_tensor_model_parallel_size)
+    print(f"converted {args.input} ({args.source}) -> {args.output} ({args.target})")
+    print(f"  parameters mapped: {len(report['mapped'])}")
+    print(f"  padded vocabulary rows: {report['padded_vocab_rows']}")
+    for name in report.get("initialised", []):
+        print(f"  initialised (not in the checkpoint): {name}")
+    for name in report.get("ignored", []):
+        print(f"  ignored (not used by megabio): {name}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="megabio", description="Megatron-style biomedical BERT training.")
     subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     _add_model_info(subparsers)
     _add_vocab(subparsers)
     _add_preprocess(subparsers)
+    _add_convert(subparsers)
     return parser
 
 

@@ -26,5 +26,8 @@ def load_wordpiece(vocab_file: str | os.PathLike, lower_case: bool) -> BertWordP
     """A fast WordPiece tokenizer for `vocab_file` (one token per line)."""
     if not os.path.isfile(vocab_file):
         raise FileNotFoundError(f"{vocab_file}: vocabulary file not found")
-    return BertWordPieceTokenizer(str(vocab_file), lowercase=lower_case, strip_accents=None, clean_text=True,
-                                  handle_chinese_chars=True, wordpieces_prefix=CONTINUATION_PREFIX)
+    try:
+        return BertWordPieceTokenizer(str(vocab_file), lowercase=lower_case, strip_accents=None, clean_text=True,
+                                      handle_chinese_chars=True, wordpieces_prefix=CONTINUATION_PREFIX)
+    except Exception as error:  # tokenizers raises TypeError or its own exception types
+        raise ValueError(f"{vocab_file}: not a BERT WordPiece vocabulary ({error})") from None

@@ -1,0 +1,164 @@
+"""Checkpoint interop: Hugging Face BERT / MegatronBert <-> megabio, TP resharding, `load_pretrained`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from megabio.config import ModelConfig
+from megabio.convert.checkpoint import LATEST, read_checkpoint, write_checkpoint
+from megabio.convert.hf import BERT, MEGATRON_BERT, ConversionError, config_from_hf, config_to_hf, export_hf, import_hf
+from megabio.model import BertForPretraining
+from megabio.parallel import ParallelState
+from megabio.parallel.sharding import is_tensor_parallel
+
+FORMATS = ("megabio", BERT, MEGATRON_BERT)
+_MODEL_TYPES = {"bert": BERT, "megatron-bert": MEGATRON_BERT}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConversionError(f"{path}: cannot read JSON ({error})") from None
+
+
+def _read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if (directory / "model.safetensors").is_file():
+        return load_file(directory / "model.safetensors")
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        state: dict[str, torch.Tensor] = {}
+        for shard in sorted(set(_read_json(index)["weight_map"].values())):
+            state.update(load_file(directory / shard))
+        return state
+    if (directory / "pytorch_model.bin").is_file():
+        return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise ConversionError(f"{directory}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    directory = Path(path)
+    if (directory / LATEST).is_file():
+        return "megabio"
+    if (directory / "config.json").is_file():
+        model_type = _read_json(directory / "config.json").get("model_type")
+        if model_type not in _MODEL_TYPES:
+            raise ConversionError(f"{directory}/config.json: model_type={model_type!r} is not one of "
+                                  f"{sorted(_MODEL_TYPES)}")
+        return _MODEL_TYPES[model_type]
+    raise ConversionError(f"{directory}: not a checkpoint directory (no {LATEST} or config.json)")
+
+
+def _hf_lower_case(directory: Path) -> bool:
+    tokenizer_config = directory / "tokenizer_config.json"
+    return bool(_read_json(tokenizer_config).get("do_lower_case", True)) if tokenizer_config.is_file() else True
+
+
+def _check_vocab_file(vocab: Path, config: ModelConfig) -> None:
+    if not vocab.is_file():
+        raise ConversionError(f"{vocab}: vocabulary file not found beside the weights")
+    lines = sum(1 for _ in open(vocab, encoding="utf-8"))
+    if lines != config.vocab_size:
+        raise ConversionError(f"{vocab} has {lines} tokens but the weights have vocab_size={config.vocab_size}")
+
+
+def read_any(path: str | os.PathLike, fmt: str) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
+    """(full megabio state dict, config, info) from a checkpoint directory in format `fmt`."""
+    directory = Path(path)
+    if not directory.exists():
+        raise ConversionError(f"{directory}: no such file or directory")
+    if fmt == "megabio":
+        state, config, rest = read_checkpoint(directory)
+        return state, config, {"lower_case": rest.get("tokenizer", {}).get("lower_case", False),
+                               "vocab": directory / "vocab.txt", "report": {"mapped": sorted(state)}}
+    if fmt not in (BERT, MEGATRON_BERT):
+        raise ConversionError(f"--from {fmt!r}: choose one of {', '.join(FORMATS)}")
+    hf_config = _read_json(directory / "config.json")
+    expected = "megatron-bert" if fmt == MEGATRON_BERT else "bert"
+    if hf_config.get("model_type") != expected:
+        raise ConversionError(f"{directory}/config.json: model_type={hf_config.get('model_type')!r}, "
+                              f"--from {fmt} expects {expected!r}")
+    config = config_from_hf(hf_config, fmt)
+    reference = BertForPretraining(config).state_dict()
+    state, report = import_hf(_read_hf_weights(directory), config, fmt, reference)
+    return state, config, {"lower_case": _hf_lower_case(directory), "vocab": directory / "vocab.txt",
+                           "report": report}
+
+
+def _write_hf(directory: Path, state: dict[str, torch.Tensor], config: ModelConfig, fmt: str, vocab: Path,
+              lower_case: bool) -> None:
+    from safetensors.torch import save_file
+
+    if directory.exists():
+        raise ConversionError(f"{directory} exists; choose a new output directory")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
+    try:
+        save_file(export_hf(state, config, fmt), tmp / "model.safetensors", metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config_to_hf(config, fmt), indent=2) + "\n", encoding="utf-8")
+        shutil.copyfile(vocab, tmp / "vocab.txt")
+        (tmp / "tokenizer_config.json").write_text(json.dumps(
+            {"tokenizer_class": "BertTokenizer", "do_lower_case": lower_case,
+             "model_max_length": config.max_position_embeddings}, indent=2) + "\n", encoding="utf-8")
+        (tmp / "special_tokens_map.json").write_text(json.dumps(
+            {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+             "mask_token": "[MASK]"}, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def convert(source_format: str, target_format: str, input_path: str | os.PathLike, output: str | os.PathLike,
+            target_tensor_model_parallel_size: int = 1) -> dict[str, Any]:
+    """Convert a checkpoint directory; returns the report (mapped, initialised, ignored, padded rows)."""
+    if target_format not in FORMATS:
+        raise ConversionError(f"--to {target_format!r}: choose one of {', '.join(FORMATS)}")
+    state, config, info = read_any(input_path, source_format)
+    _check_vocab_file(Path(info["vocab"]), config)
+    if target_format == "megabio":
+        config.check_tensor_parallel(target_tensor_model_parallel_size)
+        write_checkpoint(output, state, config, target_tensor_model_parallel_size,
+                         extra={"tokenizer": {"lower_case": info["lower_case"]}}, vocab_file=info["vocab"])
+    else:
+        if (target_format == BERT) != (config.layernorm_order == "post"):
+            raise ConversionError(f"--to {target_format} needs a {'post' if target_format == BERT else 'pre'}-LN "
+                                  f"model; this one is {config.layernorm_order}-LN "
+                                  f"(use --to {MEGATRON_BERT if target_format == BERT else BERT})")
+        _write_hf(Path(output), state, config, target_format, Path(info["vocab"]), info["lower_case"])
+    report = dict(info["report"])
+    report["padded_vocab_rows"] = config.padded_vocab_size(target_tensor_model_parallel_size) - config.vocab_size
+    return report
+
+
+def load_pretrained(path: str | os.PathLike, parallel_state: ParallelState | None = None):
+    """(BertForPretraining, tokenizer) from a megabio checkpoint or a Hugging Face BERT / MegatronBert
+    directory. The tokenizer (HF `tokenizers` WordPiece) encodes text to the ids the model expects."""
+    from megabio.convert.checkpoint import shard_state
+    from megabio.tokenizer.wordpiece import load_wordpiece
+
+    state_ = parallel_state or ParallelState.single()
+    full, config, info = read_any(path, detect_format(path))
+    _check_vocab_file(Path(info["vocab"]), config)
+    model = BertForPretraining(config, state_)
+    shard = shard_state(full, config, state_.tp_size)[state_.tp_rank]
+    missing = [n for n, p in model.named_parameters() if n not in shard]
+    if missing:
+        raise ConversionError(f"{path}: the checkpoint lacks {missing[0]}")
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.shape != shard[name].shape:
+                kind = "sharded" if is_tensor_parallel(param) else "replicated"
+                raise ConversionError(f"{path}: {name} has shape {tuple(shard[name].shape)}, the model's "
+                                      f"{kind} parameter {tuple(param.shape)}")
+            param.copy_(shard[name])
+    return model, load_wordpiece(info["vocab"], info["lower_case"])

@@ -1,0 +1,116 @@
+"""megabio checkpoints on disk, in Megatron's layout, and their tensor-parallel shards.
+
+`DIR/latest_checkpointed_iteration.txt` names the iteration (`release` for converted weights), and
+`DIR/<iter_0000100 | release>/mp_rank_XX/model_optim_rng.pt` holds each TP rank's shard as plain data
+(`model` state dict, `config` dict, `iteration`, `tokenizer` settings), loadable with weights_only=True.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from megabio.config import ModelConfig
+from megabio.convert.hf import ConversionError
+from megabio.model import BertForPretraining
+from megabio.parallel import ParallelState
+
+CHECKPOINT_FORMAT = "megabio/1"
+LATEST = "latest_checkpointed_iteration.txt"
+VOCAB_ROW_PARAMS = ("bert.embeddings.word_embeddings.weight", "lm_head.bias")
+
+
+def iteration_dir(iteration: int | str) -> str:
+    return "release" if iteration == "release" else f"iter_{int(iteration):07d}"
+
+
+def partition_dims(config: ModelConfig, tp: int) -> dict[str, int | None]:
+    """Each parameter's TP partition dim (None: replicated), read off a TP-sharded model on meta."""
+    with torch.device("meta"):
+        model = BertForPretraining(config, ParallelState(tp_size=tp, tp_rank=0))
+    return {name: (p.partition_dim if getattr(p, "tensor_model_parallel", False) else None)
+            for name, p in model.named_parameters()}
+
+
+def shard_state(full: dict[str, torch.Tensor], config: ModelConfig, tp: int) -> list[dict[str, torch.Tensor]]:
+    """Split a full state dict (vocab rows >= vocab_size) into `tp` shards, padding the vocab for that TP."""
+    dims = partition_dims(config, tp)
+    padded = config.padded_vocab_size(tp)
+    shards: list[dict[str, torch.Tensor]] = [{} for _ in range(tp)]
+    for name, tensor in full.items():
+        if name in VOCAB_ROW_PARAMS:
+            real = tensor[: config.vocab_size]
+            tensor = torch.cat([real, real.new_zeros((padded - real.shape[0], *real.shape[1:]))])
+        dim = dims.get(name)
+        pieces = tensor.chunk(tp, dim=dim) if dim is not None else [tensor] * tp
+        for rank in range(tp):
+            shards[rank][name] = pieces[rank].clone()
+    return shards
+
+
+def merge_shards(shards: list[dict[str, torch.Tensor]], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """The full state dict (vocab padded for TP=1) of TP shards."""
+    tp = len(shards)
+    dims = partition_dims(config, tp)
+    full = {}
+    for name in shards[0]:
+        dim = dims.get(name)
+        tensor = torch.cat([s[name] for s in shards], dim=dim) if dim is not None else shards[0][name]
+        if name in VOCAB_ROW_PARAMS:
+            real = tensor[: config.vocab_size]
+            tensor = torch.cat([real, real.new_zeros((config.padded_vocab_size(1) - config.vocab_size,
+                                                      *real.shape[1:]))])
+        full[name] = tensor
+    return full
+
+
+def write_checkpoint(directory: str | os.PathLike, full_state: dict[str, torch.Tensor], config: ModelConfig,
+                     tensor_model_parallel_size: int = 1, iteration: int | str = "release",
+                     extra: dict[str, Any] | None = None, vocab_file: str | os.PathLike | None = None) -> None:
+    """Write a whole checkpoint directory to a temporary sibling and rename it into place."""
+    directory = Path(directory)
+    if directory.exists():
+        raise ConversionError(f"{directory} exists; choose a new output directory")
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
+    try:
+        shards = shard_state(full_state, config, tensor_model_parallel_size)
+        for rank, shard in enumerate(shards):
+            path = tmp / iteration_dir(iteration) / f"mp_rank_{rank:02d}" / "model_optim_rng.pt"
+            path.parent.mkdir(parents=True)
+            torch.save({"checkpoint_format": CHECKPOINT_FORMAT, "model": shard, "config": config.to_dict(),
+                        "iteration": iteration, "tensor_model_parallel_size": tensor_model_parallel_size,
+                        **(extra or {})}, path)
+        if vocab_file is not None:
+            shutil.copyfile(vocab_file, tmp / "vocab.txt")
+        (tmp / LATEST).write_text(f"{iteration}\n", encoding="utf-8")
+        os.replace(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
+    """(full state dict, config, the rest of rank 0's file) of the latest checkpoint in `directory`."""
+    directory = Path(directory)
+    latest = directory / LATEST
+    if not latest.is_file():
+        raise ConversionError(f"{directory}: no {LATEST}; not a megabio / Megatron checkpoint directory")
+    iteration = latest.read_text(encoding="utf-8").strip()
+    files = sorted((directory / iteration_dir(iteration if iteration == "release" else int(iteration)))
+                   .glob("mp_rank_*/model_optim_rng.pt"))
+    if not files:
+        raise ConversionError(f"{directory}: {LATEST} names {iteration!r}, but no mp_rank_*/model_optim_rng.pt there")
+    loaded = [torch.load(f, map_location="cpu", weights_only=True) for f in files]
+    first = loaded[0]
+    if first.get("checkpoint_format") != CHECKPOINT_FORMAT:
+        raise ConversionError(f"{files[0]}: not a megabio checkpoint (for Megatron-LM files use --from megatron-lm)")
+    config = ModelConfig.from_dict(first["config"])
+    full = merge_shards([item["model"] for item in loaded], config)
+    rest = {k: v for k, v in first.items() if k not in ("model",)}
+    return full, config, rest
