@@ -184,13 +184,18 @@ def _add_convert(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--target-tensor-model-parallel-size", type=int, default=1, metavar="N")
+    parser.add_argument("--vocab-file", help="vocab.txt of a Megatron-LM checkpoint (default: beside it)")
+    parser.add_argument("--lower-case", action="store_true", help="the Megatron-LM vocabulary is uncased")
+    parser.add_argument("--trust-checkpoint", action="store_true",
+                        help="load a Megatron-LM pickle without the safety allowlist (runs its code!)")
     parser.set_defaults(handler=_convert)
 
 
 def _convert(args: argparse.Namespace) -> int:
     from megabio.convert import convert
 
-    report = convert(args.source, args.target, args.input, args.output, args.target_tensor_model_parallel_size)
+    report = convert(args.source, args.target, args.input, args.output, args.target_tensor_model_parallel_size,
+                     vocab_file=args.vocab_file, lower_case=args.lower_case, trust_checkpoint=args.trust_checkpoint)
     print(f"converted {args.input} ({args.source}) -> {args.output} ({args.target})")
     print(f"  parameters mapped: {len(report['mapped'])}")
     print(f"  padded vocabulary rows: {report['padded_vocab_rows']}")
@@ -198,6 +203,8 @@ def _convert(args: argparse.Namespace) -> int:
         print(f"  initialised (not in the checkpoint): {name}")
     for name in report.get("ignored", []):
         print(f"  ignored (not used by megabio): {name}")
+    for note in report.get("notes", []):
+        print(f"  note: {note}")
     return 0
 
 

@@ -18,7 +18,8 @@ from megabio.model import BertForPretraining
 from megabio.parallel import ParallelState
 from megabio.parallel.sharding import is_tensor_parallel
 
-FORMATS = ("megabio", BERT, MEGATRON_BERT)
+MEGATRON_LM = "megatron-lm"
+FORMATS = ("megabio", BERT, MEGATRON_BERT, MEGATRON_LM)  # megatron-lm is a source only
 _MODEL_TYPES = {"bert": BERT, "megatron-bert": MEGATRON_BERT}
 
 
@@ -71,11 +72,22 @@ def _check_vocab_file(vocab: Path, config: ModelConfig) -> None:
         raise ConversionError(f"{vocab} has {lines} tokens but the weights have vocab_size={config.vocab_size}")
 
 
-def read_any(path: str | os.PathLike, fmt: str) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
+def read_any(path: str | os.PathLike, fmt: str, vocab_file: str | os.PathLike | None = None,
+             lower_case: bool | None = None, trust_checkpoint: bool = False
+             ) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
     """(full megabio state dict, config, info) from a checkpoint directory in format `fmt`."""
     directory = Path(path)
     if not directory.exists():
         raise ConversionError(f"{directory}: no such file or directory")
+    if fmt == MEGATRON_LM:
+        from megabio.convert.megatron_lm import read_megatron_lm
+
+        vocab = Path(vocab_file) if vocab_file else directory / "vocab.txt"
+        if not vocab.is_file():
+            raise ConversionError(f"{vocab}: Megatron-LM checkpoints need their vocab.txt (pass --vocab-file)")
+        vocab_size = sum(1 for _ in open(vocab, encoding="utf-8"))
+        state, config, report = read_megatron_lm(directory, vocab_size, trust_checkpoint)
+        return state, config, {"lower_case": bool(lower_case), "vocab": vocab, "report": report}
     if fmt == "megabio":
         state, config, rest = read_checkpoint(directory)
         return state, config, {"lower_case": rest.get("tokenizer", {}).get("lower_case", False),
@@ -119,11 +131,12 @@ def _write_hf(directory: Path, state: dict[str, torch.Tensor], config: ModelConf
 
 
 def convert(source_format: str, target_format: str, input_path: str | os.PathLike, output: str | os.PathLike,
-            target_tensor_model_parallel_size: int = 1) -> dict[str, Any]:
+            target_tensor_model_parallel_size: int = 1, vocab_file: str | os.PathLike | None = None,
+            lower_case: bool | None = None, trust_checkpoint: bool = False) -> dict[str, Any]:
     """Convert a checkpoint directory; returns the report (mapped, initialised, ignored, padded rows)."""
-    if target_format not in FORMATS:
-        raise ConversionError(f"--to {target_format!r}: choose one of {', '.join(FORMATS)}")
-    state, config, info = read_any(input_path, source_format)
+    if target_format not in FORMATS or target_format == MEGATRON_LM:
+        raise ConversionError(f"--to {target_format!r}: choose one of megabio, {BERT}, {MEGATRON_BERT}")
+    state, config, info = read_any(input_path, source_format, vocab_file, lower_case, trust_checkpoint)
     _check_vocab_file(Path(info["vocab"]), config)
     if target_format == "megabio":
         config.check_tensor_parallel(target_tensor_model_parallel_size)
