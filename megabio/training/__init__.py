@@ -1,0 +1,1 @@
+"""Pretraining: train loop, optimizer and LR schedule, mixed precision, checkpoints, logging."""

@@ -1,0 +1,192 @@
+"""The pretraining loop: micro-batch forward/backward with gradient accumulation, gradient reductions,
+clipping, AdamW, LR schedule, mixed precision, checkpoints, logging. Reads like nanoGPT's loop."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from megabio.config import ModelConfig
+from megabio.model import BertForPretraining
+from megabio.parallel import ParallelState, finalize_model_grads
+from megabio.training.checkpointing import load_checkpoint, save_checkpoint
+from megabio.training.config import TrainConfig
+from megabio.training.grads import DynamicLossScaler, clip_gradients, global_grad_norm
+from megabio.training.schedule import learning_rate
+
+
+@dataclass
+class StopFlag:
+    """Set (e.g. by a SIGTERM handler) to finish the current step, save and stop."""
+
+    requested: bool = False
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]] = field(default_factory=list)
+    iteration: int = 0
+    stopped_early: bool = False
+
+
+def micro_batches(consumed_samples: int, config: TrainConfig, state: ParallelState, size: int) -> list[list[int]]:
+    """This DP rank's micro-batches of the global batch starting at `consumed_samples` (wrapping the data)."""
+    per_rank = config.global_batch_size // state.dp_size
+    first = consumed_samples + state.dp_rank * per_rank
+    indices = [(first + i) % size for i in range(per_rank)]
+    return [indices[i: i + config.micro_batch_size] for i in range(0, per_rank, config.micro_batch_size)]
+
+
+def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
+
+
+def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; biases and LayerNorm weights without weight decay (Megatron's grouping)."""
+    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps)
+
+
+def _autocast(precision: str) -> contextlib.AbstractContextManager:
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _mean_over_data_parallel(value: torch.Tensor, state: ParallelState) -> float:
+    if state.dp_size > 1:
+        value = value.clone()
+        dist.all_reduce(value, group=state.dp_group)
+        value /= state.dp_size
+    return float(value)
+
+
+def _stop_requested(flag: StopFlag) -> bool:
+    """Whether any rank was asked to stop (all ranks must agree, or collectives would hang)."""
+    value = torch.tensor(float(flag.requested))
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value)
+
+
+def pretrain(model_config: ModelConfig, config: TrainConfig, dataset, state: ParallelState,
+             log: Callable[[str], None] = print, stop: StopFlag | None = None,
+             after_backward: Callable[[torch.nn.Module, int], None] | None = None) -> TrainResult:
+    """Train `model_config` on `dataset` (BertDataset-like: index -> dict of tensors) for config.train_iters.
+
+    `after_backward(model, iteration)` runs after the gradients are final (tests inject overflows there).
+    """
+    stop = stop or StopFlag()
+    num_micro = config.num_micro_batches(state.dp_size)
+    torch.manual_seed(config.seed)
+    model = BertForPretraining(model_config, state)
+    model.train()
+    optimizer = build_optimizer(model, config)
+    scaler = DynamicLossScaler(config.initial_loss_scale, config.loss_scale_window) if config.precision == "fp16" \
+        else None
+    iteration = consumed = skipped = 0
+    if config.load:
+        payload = load_checkpoint(config.load, state)
+        if payload is not None:
+            iteration, consumed, skipped = payload["iteration"], payload["consumed_samples"], payload["skipped_steps"]
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            if scaler is not None:
+                scaler.load_state_dict(payload["loss_scaler"])
+            torch.set_rng_state(payload["rng"]["torch"])
+            model.bert.rng_tracker.set_states(payload["rng"]["tracker"])
+            log(f"resumed from {config.load} at iteration {iteration} ({consumed} samples consumed)")
+    writer = _tensorboard(config, state)
+    result = TrainResult(iteration=iteration)
+    window_start, window_tokens = time.monotonic(), 0
+
+    def save(at: int) -> None:
+        save_checkpoint(config.save, at, state, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "loss_scaler": scaler.state_dict() if scaler else None, "consumed_samples": consumed,
+            "skipped_steps": skipped, "model_config": model_config.to_dict(), "train_config": config.to_dict(),
+            "rng": {"torch": torch.get_rng_state(), "tracker": model.bert.rng_tracker.get_states()}})
+
+    while iteration < config.train_iters:
+        lr = learning_rate(iteration, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = torch.zeros(())
+        for indices in micro_batches(consumed, config, state, len(dataset)):
+            batch = collate([dataset[i] for i in indices])
+            with _autocast(config.precision):
+                loss = model(**batch)[0]
+            ((loss / num_micro) * (scaler.scale if scaler else 1.0)).backward()
+            loss_sum += loss.detach().float() / num_micro
+            window_tokens += int(batch["attention_mask"].sum()) * state.dp_size
+        finalize_model_grads(model, state)
+        if after_backward is not None:
+            after_backward(model, iteration)
+        overflow = scaler.found_overflow(model) if scaler else False
+        grad_norm = float("nan")
+        if not overflow:
+            if scaler:
+                for param in model.parameters():
+                    if param.grad is not None:
+                        param.grad.div_(scaler.scale)
+            norm = global_grad_norm(model, state)
+            grad_norm = float(norm)
+            clip_gradients(model, norm, config.clip_grad)
+            optimizer.step()
+        else:
+            skipped += 1
+        if scaler:
+            scaler.update(overflow)
+        consumed += config.global_batch_size
+        iteration += 1
+        record = {"iteration": iteration, "loss": _mean_over_data_parallel(loss_sum, state), "lr": lr,
+                  "grad_norm": grad_norm, "loss_scale": scaler.scale if scaler else 1.0, "skipped": skipped}
+        result.history.append(record)
+        if iteration % config.log_interval == 0 or iteration == config.train_iters:
+            elapsed = time.monotonic() - window_start
+            _log_step(record, window_tokens / elapsed, model_config, log, writer, state)
+            window_start, window_tokens = time.monotonic(), 0
+        stopping = _stop_requested(stop)
+        if config.save and ((config.save_interval and iteration % config.save_interval == 0)
+                            or stopping or iteration == config.train_iters):
+            save(iteration)
+        if stopping:
+            log(f"stop requested: saved iteration {iteration}, exiting")
+            result.stopped_early = True
+            break
+    result.iteration = iteration
+    if writer is not None:
+        writer.close()
+    return result
+
+
+def _tensorboard(config: TrainConfig, state: ParallelState):
+    if not config.tensorboard_dir or state.tp_rank != 0 or state.dp_rank != 0:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(config.tensorboard_dir)
+
+
+def _log_step(record: dict[str, Any], tokens_per_second: float, model_config: ModelConfig,
+              log: Callable[[str], None], writer, state: ParallelState) -> None:
+    # Model FLOPs per token: 6 x parameters (forward + backward), the usual estimate.
+    params = 12 * model_config.num_layers * model_config.hidden_size ** 2
+    tflops = 6 * params * tokens_per_second / 1e12
+    if state.tp_rank == 0 and state.dp_rank == 0:
+        log(f"iteration {record['iteration']:6d} | loss {record['loss']:.4f} | lr {record['lr']:.3e} | "
+            f"grad norm {record['grad_norm']:.3f} | loss scale {record['loss_scale']:.0f} | "
+            f"skipped {record['skipped']} | tokens/s {tokens_per_second:,.0f} | model TFLOP/s {tflops:.3f}")
+    if writer is not None:
+        for key in ("loss", "lr", "grad_norm", "loss_scale", "skipped"):
+            writer.add_scalar(f"train/{key}", record[key], record["iteration"])
+        writer.add_scalar("train/tokens_per_second", tokens_per_second, record["iteration"])
