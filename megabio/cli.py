@@ -211,6 +211,19 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pretrain(subparsers: argparse._SubParsersAction) -> None:
+    # Its flags live with the training code (`megabio pretrain --help`), imported only when it runs.
+    parser = subparsers.add_parser("pretrain", help="pretrain a BERT encoder (under torchrun for TP/DP)",
+                                   add_help=False)
+    parser.set_defaults(handler=lambda args: _pretrain([]))
+
+
+def _pretrain(argv: Sequence[str]) -> int:
+    from megabio.training.pretrain_cli import main as pretrain_main
+
+    return pretrain_main(list(argv))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="megabio", description="Megatron-style biomedical BERT training.")
     subparsers = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
@@ -218,10 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vocab(subparsers)
     _add_preprocess(subparsers)
     _add_convert(subparsers)
+    _add_pretrain(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["pretrain"]:  # its own parser: argparse cannot pass "--flags" through a sub-command
+        return _pretrain(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -1,0 +1,143 @@
+"""`megabio pretrain`: Megatron-style flags onto ModelConfig / TrainConfig, the process groups, the data,
+SIGTERM handling, then the train loop. Works in one process or under torchrun (gloo on CPU, NCCL on GPU)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from megabio.config import PRESETS, ConfigError, ModelConfig
+from megabio.data.bert_dataset import BertDataset, BertSampleSettings, BlendedDataset, parse_data_path, read_vocab
+from megabio.parallel import initialize
+from megabio.training.config import TrainConfig
+from megabio.training.loop import StopFlag, pretrain
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--preset", choices=list(PRESETS), help="model shape (or give the three shape flags)")
+    model.add_argument("--num-layers", type=int)
+    model.add_argument("--hidden-size", type=int)
+    model.add_argument("--num-attention-heads", type=int)
+    model.add_argument("--binary-head", choices=("sop", "nsp", "none"), default="sop")
+    model.add_argument("--recompute-activations", action="store_true")
+    model.add_argument("--hidden-dropout", type=float, default=0.1)
+    model.add_argument("--attention-dropout", type=float, default=0.1)
+    data = parser.add_argument_group("data")
+    data.add_argument("--data-path", nargs="+", required=True, help="PREFIX, or WEIGHT PREFIX pairs")
+    data.add_argument("--vocab-file", required=True)
+    data.add_argument("--masked-lm-prob", type=float, default=0.15)
+    data.add_argument("--short-seq-prob", type=float, default=0.1)
+    parallel = parser.add_argument_group("parallelism")
+    parallel.add_argument("--tensor-model-parallel-size", type=int, default=1)
+    parallel.add_argument("--sequence-parallel", action="store_true")
+    train = parser.add_argument_group("training")
+    defaults = TrainConfig()
+    for name in ("micro_batch_size", "global_batch_size", "seq_length", "train_iters", "lr", "min_lr",
+                 "lr_warmup_fraction", "weight_decay", "clip_grad", "adam_beta1", "adam_beta2", "adam_eps",
+                 "seed", "log_interval", "save_interval", "initial_loss_scale"):
+        value = getattr(defaults, name)
+        train.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    train.add_argument("--lr-decay-style", choices=("linear", "cosine", "constant"), default="linear")
+    precision = train.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_const", dest="precision", const="bf16")
+    precision.add_argument("--fp16", action="store_const", dest="precision", const="fp16")
+    train.add_argument("--save")
+    train.add_argument("--load")
+    train.add_argument("--tensorboard-dir")
+    parser.set_defaults(precision="fp32")
+
+
+def model_config(args: argparse.Namespace, vocab_size: int) -> ModelConfig:
+    common = dict(vocab_size=vocab_size, binary_head=args.binary_head, recompute_activations=args.recompute_activations,
+                  hidden_dropout=args.hidden_dropout, attention_dropout=args.attention_dropout)
+    if args.preset:
+        config = ModelConfig.from_preset(args.preset, **common)
+    else:
+        shape = (args.num_layers, args.hidden_size, args.num_attention_heads)
+        if None in shape:
+            raise ConfigError("give --preset, or all of --num-layers, --hidden-size and --num-attention-heads")
+        config = ModelConfig(num_layers=shape[0], hidden_size=shape[1], num_attention_heads=shape[2],
+                             ffn_hidden_size=4 * shape[1], max_position_embeddings=max(args.seq_length, 512), **common)
+    if args.seq_length > config.max_position_embeddings:
+        raise ConfigError(f"--seq-length {args.seq_length} exceeds the model's max_position_embeddings="
+                          f"{config.max_position_embeddings}")
+    return config
+
+
+def _check_vocabulary(prefix: str, data: BertDataset, vocab_size: int) -> None:
+    """Ids at or past the vocabulary size mean the data was preprocessed with another vocabulary."""
+    sample = [data.data[i] for i in range(min(len(data.data), 1000))]
+    top = max((int(s.max()) for s in sample if len(s)), default=-1)
+    if top >= vocab_size:
+        raise ConfigError(f"{prefix}: token id {top} is past --vocab-file's {vocab_size} entries: was it "
+                          f"preprocessed with another vocabulary?")
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    fields = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if hasattr(args, f)}
+    return TrainConfig(**fields)
+
+
+def _check_writable(directory: str) -> None:
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        probe = Path(directory) / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"--save {directory}: not writable ({error})") from None
+
+
+def _init_distributed() -> None:
+    if "WORLD_SIZE" in os.environ and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+
+
+def run(args: argparse.Namespace) -> int:
+    vocab = read_vocab(args.vocab_file)
+    model = model_config(args, len(vocab))
+    config = train_config(args)
+    if config.save:
+        _check_writable(config.save)
+    _init_distributed()
+    state = initialize(args.tensor_model_parallel_size, sequence_parallel=args.sequence_parallel)
+    model.check_tensor_parallel(state.tp_size)
+    config.num_micro_batches(state.dp_size)
+    samples = BertSampleSettings(max_seq_length=config.seq_length, binary_head=args.binary_head,
+                                 masked_lm_prob=args.masked_lm_prob, short_seq_prob=args.short_seq_prob,
+                                 seed=config.seed, num_epochs=1000,
+                                 max_num_samples=config.train_iters * config.global_batch_size)
+    weighted = parse_data_path(args.data_path)
+    datasets = [BertDataset(prefix, vocab, samples) for _, prefix in weighted]
+    for (_, prefix), data in zip(weighted, datasets, strict=True):
+        _check_vocabulary(prefix, data, len(vocab))
+    dataset = datasets[0] if len(datasets) == 1 else BlendedDataset(
+        datasets, [w for w, _ in weighted], config.train_iters * config.global_batch_size)
+    stop = StopFlag()
+    signal.signal(signal.SIGTERM, lambda *_: setattr(stop, "requested", True))
+    rank0 = not dist.is_initialized() or dist.get_rank() == 0
+    log = (lambda message: print(message, flush=True)) if rank0 else (lambda message: None)
+    log(f"megabio pretrain: {model.num_layers} layers x {model.hidden_size}, vocab {model.vocab_size}, "
+        f"TP={state.tp_size} DP={state.dp_size}, {config.train_iters} iterations of {config.global_batch_size}")
+    pretrain(model, config, dataset, state, log=log, stop=stop)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="megabio pretrain", description=__doc__)
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except (ConfigError, ValueError, OSError) as error:
+        print(f"megabio pretrain: error: {error}", file=sys.stderr)
+        return 2
