@@ -124,7 +124,7 @@ def pretrain(model_config: ModelConfig, config: TrainConfig, dataset, state: Par
         for indices in micro_batches(consumed, config, state, len(dataset)):
             batch = collate([dataset[i] for i in indices])
             with _autocast(config.precision):
-                loss = model(**batch)[0]
+                loss = model(**batch, logits_at_labels_only=True)[0]
             ((loss / num_micro) * (scaler.scale if scaler else 1.0)).backward()
             loss_sum += loss.detach().float() / num_micro
             window_tokens += int(batch["attention_mask"].sum()) * state.dp_size
