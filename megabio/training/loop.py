@@ -151,7 +151,7 @@ def pretrain(model_config: ModelConfig, config: TrainConfig, dataset, state: Par
         record = {"iteration": iteration, "loss": _mean_over_data_parallel(loss_sum, state), "lr": lr,
                   "grad_norm": grad_norm, "loss_scale": scaler.scale if scaler else 1.0, "skipped": skipped}
         result.history.append(record)
-        if iteration % config.log_interval == 0 or iteration == config.train_iters:
+        if iteration % config.log_interval == 0 or iteration in (1, config.train_iters):
             elapsed = time.monotonic() - window_start
             _log_step(record, window_tokens / elapsed, model_config, log, writer, state)
             window_start, window_tokens = time.monotonic(), 0
