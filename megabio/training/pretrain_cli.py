@@ -4,6 +4,7 @@ SIGTERM handling, then the train loop. Works in one process or under torchrun (g
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ import torch.distributed as dist
 from megabio.config import PRESETS, ConfigError, ModelConfig
 from megabio.data.bert_dataset import BertDataset, BertSampleSettings, BlendedDataset, parse_data_path, read_vocab
 from megabio.parallel import initialize
+from megabio.sizing import model_report
 from megabio.training.config import TrainConfig
 from megabio.training.loop import StopFlag, pretrain
 
@@ -51,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--save")
     train.add_argument("--load")
     train.add_argument("--tensorboard-dir")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resolved config, parallel layout and memory per rank, then exit")
+    parser.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", "1")),
+                        help="processes in the job, for --dry-run (default: $WORLD_SIZE or 1)")
     parser.set_defaults(precision="fp32")
 
 
@@ -101,10 +107,33 @@ def _init_distributed() -> None:
         dist.init_process_group(backend)
 
 
+def dry_run(model: ModelConfig, config: TrainConfig, args: argparse.Namespace) -> int:
+    """What the job would be, without starting it: config, layout, parameters and memory per rank."""
+    tp = args.tensor_model_parallel_size
+    if args.world_size % tp:
+        raise ConfigError(f"--world-size {args.world_size} is not divisible by --tensor-model-parallel-size {tp}")
+    dp = args.world_size // tp
+    micro = config.num_micro_batches(dp)
+    report = model_report(model, tp, micro_batch_size=config.micro_batch_size, seq_length=config.seq_length,
+                          precision=config.precision, recompute_activations=model.recompute_activations,
+                          sequence_parallel=args.sequence_parallel)
+    memory = report["training_memory_per_rank_bytes"]
+    print(json.dumps({"model": model.to_dict(), "train": config.to_dict()}, indent=2))
+    print(f"layout: world {args.world_size} = TP {tp} x DP {dp}; {micro} micro-batch(es) of "
+          f"{config.micro_batch_size} per step and DP rank")
+    gib = {key: value / 2**30 for key, value in memory.items()}
+    print(f"parameters: {report['parameters']:,} ({report['parameters_per_rank']:,} per rank); estimated memory "
+          f"per rank: {gib['total']:.1f} GiB (weights+grads+Adam {gib['parameters_and_optimizer']:.1f}, "
+          f"activations {gib['activations']:.1f})")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     vocab = read_vocab(args.vocab_file)
     model = model_config(args, len(vocab))
     config = train_config(args)
+    if args.dry_run:
+        return dry_run(model, config, args)
     if config.save:
         _check_writable(config.save)
     _init_distributed()
