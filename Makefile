@@ -18,7 +18,7 @@ CUDA_BUILD := build/cuda-check
 install: $(STAMP)
 
 # The kernels compile at install time, so a change under csrc/ reinstalls.
-$(STAMP): setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/cpu/*.cpp csrc/cpu/*.h csrc/data/*.cpp)
+$(STAMP): setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/data/*.cpp)
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip setuptools wheel ninja
 	$(PYTHON) -m pip install --quiet "$(TORCH)"

@@ -12,6 +12,8 @@
 
 #include <vector>
 
+#include "../checks.h"
+
 namespace megabio {
 
 // Arithmetic type of a kernel: float for float / bfloat16 / float16 storage, double for double.
@@ -24,11 +26,6 @@ inline void check_cpu_floating(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor, got ", t.device());
   TORCH_CHECK(at::isFloatingType(t.scalar_type()), name, " must be a floating-point tensor, got ",
               t.scalar_type());
-}
-
-inline void check_same_dtype(const at::Tensor& a, const at::Tensor& b, const char* a_name, const char* b_name) {
-  TORCH_CHECK(a.scalar_type() == b.scalar_type(), a_name, " (", a.scalar_type(), ") and ", b_name, " (",
-              b.scalar_type(), ") must have the same dtype");
 }
 
 // A row of n elements of T as arithmetic type A: `src` itself when T is A (no copy), else a

@@ -47,10 +47,7 @@ __global__ void bias_gelu_backward_kernel(const T* __restrict__ grad, const T* _
 
 void check_inputs(const at::Tensor& x, const at::Tensor& bias) {
   check_cuda_floating(x, "x");
-  check_same_dtype(x, bias, "x", "bias");
-  TORCH_CHECK(bias.device() == x.device(), "bias must be on ", x.device());
-  TORCH_CHECK(bias.dim() == 1 && x.dim() >= 1 && bias.size(0) == x.size(-1), "bias must be [", x.size(-1),
-              "] to match the last dim of x ", x.sizes(), ", got ", bias.sizes());
+  check_channel_vector(x, bias, "bias");
 }
 
 at::Tensor bias_gelu_forward(const at::Tensor& x, const at::Tensor& bias, bool tanh_approx) {

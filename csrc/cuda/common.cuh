@@ -9,6 +9,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include "../checks.h"
+
 // float32, bfloat16 and float16: the dtypes the CUDA kernels take (double falls back in Python).
 #define MEGABIO_DISPATCH_CUDA_TYPES(TYPE, NAME, ...) \
   AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) \
@@ -23,11 +25,6 @@ inline void check_cuda_floating(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor, got ", t.device());
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16 || t.scalar_type() == at::kHalf,
               name, " must be float32, bfloat16 or float16 on CUDA, got ", t.scalar_type());
-}
-
-inline void check_same_dtype(const at::Tensor& a, const at::Tensor& b, const char* a_name, const char* b_name) {
-  TORCH_CHECK(a.scalar_type() == b.scalar_type(), a_name, " (", a.scalar_type(), ") and ", b_name, " (",
-              b.scalar_type(), ") must have the same dtype");
 }
 
 template <typename T>

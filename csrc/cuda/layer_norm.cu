@@ -79,12 +79,8 @@ __global__ void layer_norm_backward_params_kernel(const T* __restrict__ grad, co
 
 void check_inputs(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
   check_cuda_floating(x, "x");
-  check_same_dtype(x, weight, "x", "weight");
-  check_same_dtype(x, bias, "x", "bias");
-  TORCH_CHECK(weight.device() == x.device() && bias.device() == x.device(), "weight and bias must be on ", x.device());
-  TORCH_CHECK(x.dim() >= 1 && weight.dim() == 1 && weight.size(0) == x.size(-1) && bias.sizes() == weight.sizes(),
-              "weight and bias must be [", x.size(-1), "] to match x ", x.sizes(), ", got ", weight.sizes(),
-              " and ", bias.sizes());
+  check_channel_vector(x, weight, "weight");
+  check_channel_vector(x, bias, "bias");
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_forward(const at::Tensor& x, const at::Tensor& weight,
