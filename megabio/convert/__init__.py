@@ -156,14 +156,14 @@ def convert(source_format: str, target_format: str, input_path: str | os.PathLik
 def load_pretrained(path: str | os.PathLike, parallel_state: ParallelState | None = None):
     """(BertForPretraining, tokenizer) from a megabio checkpoint or a Hugging Face BERT / MegatronBert
     directory. The tokenizer (HF `tokenizers` WordPiece) encodes text to the ids the model expects."""
-    from megabio.convert.checkpoint import shard_state
+    from megabio.convert.checkpoint import shard_for_rank
     from megabio.tokenizer.wordpiece import load_wordpiece
 
     state_ = parallel_state or ParallelState.single()
     full, config, info = read_any(path, detect_format(path))
     _check_vocab_file(Path(info["vocab"]), config)
     model = BertForPretraining(config, state_)
-    shard = shard_state(full, config, state_.tp_size)[state_.tp_rank]
+    shard = shard_for_rank(full, config, state_.tp_size, state_.tp_rank)  # only this rank's, not all of them
     missing = [n for n, p in model.named_parameters() if n not in shard]
     if missing:
         raise ConversionError(f"{path}: the checkpoint lacks {missing[0]}")

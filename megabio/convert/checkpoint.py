@@ -37,20 +37,25 @@ def partition_dims(config: ModelConfig, tp: int) -> dict[str, int | None]:
             for name, p in model.named_parameters()}
 
 
-def shard_state(full: dict[str, torch.Tensor], config: ModelConfig, tp: int) -> list[dict[str, torch.Tensor]]:
-    """Split a full state dict (vocab rows >= vocab_size) into `tp` shards, padding the vocab for that TP."""
-    dims = partition_dims(config, tp)
+def shard_for_rank(full: dict[str, torch.Tensor], config: ModelConfig, tp: int, rank: int,
+                   dims: dict[str, int | None] | None = None) -> dict[str, torch.Tensor]:
+    """TP rank `rank`'s shard of a full state dict (vocab rows >= vocab_size), the vocab padded for that TP."""
+    dims = partition_dims(config, tp) if dims is None else dims
     padded = config.padded_vocab_size(tp)
-    shards: list[dict[str, torch.Tensor]] = [{} for _ in range(tp)]
+    shard = {}
     for name, tensor in full.items():
         if name in VOCAB_ROW_PARAMS:
             real = tensor[: config.vocab_size]
             tensor = torch.cat([real, real.new_zeros((padded - real.shape[0], *real.shape[1:]))])
         dim = dims.get(name)
-        pieces = tensor.chunk(tp, dim=dim) if dim is not None else [tensor] * tp
-        for rank in range(tp):
-            shards[rank][name] = pieces[rank].clone()
-    return shards
+        shard[name] = (tensor.chunk(tp, dim=dim)[rank] if dim is not None else tensor).clone()
+    return shard
+
+
+def shard_state(full: dict[str, torch.Tensor], config: ModelConfig, tp: int) -> list[dict[str, torch.Tensor]]:
+    """All `tp` shards of a full state dict."""
+    dims = partition_dims(config, tp)
+    return [shard_for_rank(full, config, tp, rank, dims) for rank in range(tp)]
 
 
 def merge_shards(shards: list[dict[str, torch.Tensor]], config: ModelConfig) -> dict[str, torch.Tensor]:
@@ -79,8 +84,9 @@ def write_checkpoint(directory: str | os.PathLike, full_state: dict[str, torch.T
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
     try:
-        shards = shard_state(full_state, config, tensor_model_parallel_size)
-        for rank, shard in enumerate(shards):
+        dims = partition_dims(config, tensor_model_parallel_size)
+        for rank in range(tensor_model_parallel_size):  # one shard in memory at a time
+            shard = shard_for_rank(full_state, config, tensor_model_parallel_size, rank, dims)
             path = tmp / iteration_dir(iteration) / f"mp_rank_{rank:02d}" / "model_optim_rng.pt"
             path.parent.mkdir(parents=True)
             torch.save({"checkpoint_format": CHECKPOINT_FORMAT, "model": shard, "config": config.to_dict(),

@@ -29,8 +29,7 @@ def _build(config, state, dtype):
     return BertForPretraining(config, state).to(dtype)
 
 
-def _step(model, batch, dtype):
-    batch = {k: v for k, v in batch.items()}
+def _step(model, batch):
     model.zero_grad()
     loss, logits, binary_logits = model(**batch)
     loss.backward()
@@ -42,10 +41,10 @@ def _compare_with_reference(config, state, dtype, batch, reference_batch, what):
     """Run the model sharded by `state` on `batch` and a TP=1 model on `reference_batch`; compare."""
     rtol = RTOL[dtype]
     reference = _build(config, ParallelState.single(), dtype)
-    ref_loss, ref_logits, ref_binary, ref_hidden = _step(reference, reference_batch, dtype)
+    ref_loss, ref_logits, ref_binary, ref_hidden = _step(reference, reference_batch)
 
     model = _build(config, state, dtype)
-    loss, logits, binary, hidden = _step(model, batch, dtype)
+    loss, logits, binary, hidden = _step(model, batch)
     finalize_model_grads(model, state)
 
     dp_slice = slice(state.dp_rank * batch["input_ids"].shape[0], (state.dp_rank + 1) * batch["input_ids"].shape[0])
