@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from megabio.config import ModelConfig
-from megabio.convert.checkpoint import LATEST, read_checkpoint, write_checkpoint
+from megabio.convert.checkpoint import LATEST, read_checkpoint, read_checkpoint_config, write_checkpoint
 from megabio.convert.hf import BERT, MEGATRON_BERT, ConversionError, config_from_hf, config_to_hf, export_hf, import_hf
 from megabio.model import BertForPretraining
 from megabio.parallel import ParallelState
@@ -151,6 +151,26 @@ def convert(source_format: str, target_format: str, input_path: str | os.PathLik
     report = dict(info["report"])
     report["padded_vocab_rows"] = config.padded_vocab_size(target_tensor_model_parallel_size) - config.vocab_size
     return report
+
+
+def pretrained_config(path: str | os.PathLike) -> tuple[ModelConfig, Path]:
+    """(config, vocab.txt) of a megabio or Hugging Face checkpoint directory, without reading its weights."""
+    directory = Path(path)
+    fmt = detect_format(directory)
+    if fmt == "megabio":
+        config = read_checkpoint_config(directory)
+    else:
+        config = config_from_hf(_read_json(directory / "config.json"), fmt)
+    _check_vocab_file(directory / "vocab.txt", config)
+    return config, directory / "vocab.txt"
+
+
+def pretrained_shard(path: str | os.PathLike, config: ModelConfig, state: ParallelState) -> dict[str, torch.Tensor]:
+    """This TP rank's shard, for a model of `config`'s shape, of a megabio or Hugging Face checkpoint."""
+    from megabio.convert.checkpoint import shard_for_rank
+
+    full, _, _ = read_any(path, detect_format(path))
+    return shard_for_rank(full, config, state.tp_size, state.tp_rank)
 
 
 def load_pretrained(path: str | os.PathLike, parallel_state: ParallelState | None = None):

@@ -101,9 +101,7 @@ def write_checkpoint(directory: str | os.PathLike, full_state: dict[str, torch.T
         raise
 
 
-def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
-    """(full state dict, config, the rest of rank 0's file) of the latest checkpoint in `directory`."""
-    directory = Path(directory)
+def _latest_files(directory: Path) -> list[Path]:
     latest = directory / LATEST
     if not latest.is_file():
         raise ConversionError(f"{directory}: no {LATEST}; not a megabio / Megatron checkpoint directory")
@@ -112,10 +110,25 @@ def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tenso
                    .glob("mp_rank_*/model_optim_rng.pt"))
     if not files:
         raise ConversionError(f"{directory}: {LATEST} names {iteration!r}, but no mp_rank_*/model_optim_rng.pt there")
-    loaded = [torch.load(f, map_location="cpu", weights_only=True) for f in files]
+    return files
+
+
+def _load_rank_file(path: Path) -> dict[str, Any]:
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if payload.get("checkpoint_format") != CHECKPOINT_FORMAT:
+        raise ConversionError(f"{path}: not a megabio checkpoint (for Megatron-LM files use --from megatron-lm)")
+    return payload
+
+
+def read_checkpoint_config(directory: str | os.PathLike) -> ModelConfig:
+    """The model config of the latest checkpoint in `directory` (weights memory-mapped, not read)."""
+    return ModelConfig.from_dict(_load_rank_file(_latest_files(Path(directory))[0])["config"])
+
+
+def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
+    """(full state dict, config, the rest of rank 0's file) of the latest checkpoint in `directory`."""
+    loaded = [_load_rank_file(f) for f in _latest_files(Path(directory))]
     first = loaded[0]
-    if first.get("checkpoint_format") != CHECKPOINT_FORMAT:
-        raise ConversionError(f"{files[0]}: not a megabio checkpoint (for Megatron-LM files use --from megatron-lm)")
     config = ModelConfig.from_dict(first["config"])
     full = merge_shards([item["model"] for item in loaded], config)
     rest = {k: v for k, v in first.items() if k not in ("model",)}

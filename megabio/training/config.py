@@ -38,6 +38,10 @@ class TrainConfig:
     save_interval: int = 0
     load: str | None = None
     tensorboard_dir: str | None = None
+    use_distributed_optimizer: bool = False
+    """ZeRO-1: shard the AdamW state over the data-parallel ranks."""
+    init_from: str | None = None
+    """A general-domain checkpoint to start from (ignored when `load` holds a checkpoint to resume)."""
 
     def __post_init__(self) -> None:
         if self.lr_decay_style not in ("linear", "cosine", "constant"):

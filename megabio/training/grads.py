@@ -13,8 +13,9 @@ from megabio.parallel.sharding import is_tensor_parallel
 def global_grad_norm(model: nn.Module, state: ParallelState) -> torch.Tensor:
     """L2 norm of all gradients as one model: TP-sharded gradients summed over the TP group, replicated
     ones counted once (they are equal on every TP rank after finalize_model_grads). DP ranks agree."""
-    sharded = torch.zeros((), dtype=torch.float64)
-    replicated = torch.zeros((), dtype=torch.float64)
+    device = next(model.parameters()).device
+    sharded = torch.zeros((), dtype=torch.float64, device=device)
+    replicated = torch.zeros((), dtype=torch.float64, device=device)
     for param in model.parameters():
         if param.grad is None:
             continue
@@ -46,7 +47,7 @@ class DynamicLossScaler:
 
     def found_overflow(self, model: nn.Module) -> bool:
         """Whether any gradient anywhere is not finite (all-reduced, so every rank decides alike)."""
-        flag = torch.zeros(())
+        flag = torch.zeros((), device=next(model.parameters()).device)
         for param in model.parameters():
             if param.grad is not None and not torch.isfinite(param.grad).all():
                 flag.fill_(1.0)

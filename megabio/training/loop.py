@@ -4,6 +4,7 @@ clipping, AdamW, LR schedule, mixed precision, checkpoints, logging. Reads like 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from megabio.parallel import ParallelState, finalize_model_grads
 from megabio.training.checkpointing import load_checkpoint, save_checkpoint
 from megabio.training.config import TrainConfig
 from megabio.training.grads import DynamicLossScaler, clip_gradients, global_grad_norm
+from megabio.training.optimizer import build_optimizer, load_optimizer_state_by_name, optimizer_state_by_name
 from megabio.training.schedule import learning_rate
 
 
@@ -47,18 +49,36 @@ def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([s[key] for s in samples]) for key in samples[0]}
 
 
-def build_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; biases and LayerNorm weights without weight decay (Megatron's grouping)."""
-    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps)
+def training_device() -> torch.device:
+    """This process's GPU (torchrun's LOCAL_RANK) when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
 
 
-def _autocast(precision: str) -> contextlib.AbstractContextManager:
+def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast("cpu", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _rng_states(model: BertForPretraining, device: torch.device) -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "tracker": model.bert.rng_tracker.get_states()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _set_rng_states(model: BertForPretraining, states: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(states["torch"])
+    model.bert.rng_tracker.set_states(states["tracker"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def _scheduler_state(iteration: int, config: TrainConfig) -> dict[str, Any]:
+    return {"num_steps": iteration, "lr": config.lr, "min_lr": config.min_lr, "train_iters": config.train_iters,
+            "lr_warmup_fraction": config.lr_warmup_fraction, "lr_decay_style": config.lr_decay_style}
 
 
 def _mean_over_data_parallel(value: torch.Tensor, state: ParallelState) -> float:
@@ -69,9 +89,9 @@ def _mean_over_data_parallel(value: torch.Tensor, state: ParallelState) -> float
     return float(value)
 
 
-def _stop_requested(flag: StopFlag) -> bool:
+def _stop_requested(flag: StopFlag, device: torch.device) -> bool:
     """Whether any rank was asked to stop (all ranks must agree, or collectives would hang)."""
-    value = torch.tensor(float(flag.requested))
+    value = torch.tensor(float(flag.requested), device=device)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value)
@@ -79,51 +99,64 @@ def _stop_requested(flag: StopFlag) -> bool:
 
 def pretrain(model_config: ModelConfig, config: TrainConfig, dataset, state: ParallelState,
              log: Callable[[str], None] = print, stop: StopFlag | None = None,
-             after_backward: Callable[[torch.nn.Module, int], None] | None = None) -> TrainResult:
+             after_backward: Callable[[torch.nn.Module, int], None] | None = None,
+             initial_weights: dict[str, torch.Tensor] | None = None) -> TrainResult:
     """Train `model_config` on `dataset` (BertDataset-like: index -> dict of tensors) for config.train_iters.
 
-    `after_backward(model, iteration)` runs after the gradients are final (tests inject overflows there).
+    `initial_weights` (this TP rank's shard, e.g. of a general-domain checkpoint) start the run unless
+    `config.load` holds a checkpoint to resume. `after_backward(model, iteration)` runs after the gradients
+    are final (tests inject overflows there).
     """
     stop = stop or StopFlag()
     num_micro = config.num_micro_batches(state.dp_size)
+    device = training_device()
     torch.manual_seed(config.seed)
     model = BertForPretraining(model_config, state)
-    model.train()
-    optimizer = build_optimizer(model, config)
+    if initial_weights is not None:
+        # A general-domain checkpoint may lack the binary head (or carry one this run drops).
+        fresh, unused = model.load_state_dict(initial_weights, strict=False)
+    model.to(device).train()
+    optimizer = build_optimizer(model, config, state)
     scaler = DynamicLossScaler(config.initial_loss_scale, config.loss_scale_window) if config.precision == "fp16" \
         else None
     iteration = consumed = skipped = 0
-    if config.load:
-        payload = load_checkpoint(config.load, state)
-        if payload is not None:
-            iteration, consumed, skipped = payload["iteration"], payload["consumed_samples"], payload["skipped_steps"]
-            model.load_state_dict(payload["model"])
-            optimizer.load_state_dict(payload["optimizer"])
-            if scaler is not None:
-                scaler.load_state_dict(payload["loss_scaler"])
-            torch.set_rng_state(payload["rng"]["torch"])
-            model.bert.rng_tracker.set_states(payload["rng"]["tracker"])
-            log(f"resumed from {config.load} at iteration {iteration} ({consumed} samples consumed)")
+    payload = load_checkpoint(config.load, state) if config.load else None
+    if payload is not None:
+        iteration, consumed, skipped = payload["iteration"], payload["consumed_samples"], payload["skipped_steps"]
+        model.load_state_dict(payload["model"])
+        load_optimizer_state_by_name(model, optimizer, payload["optimizer"], config.load)
+        if scaler is not None and payload["loss_scaler"] is not None:
+            scaler.load_state_dict(payload["loss_scaler"])
+        if "rng" in payload:
+            _set_rng_states(model, payload["rng"], device)
+        else:
+            log(f"{config.load} carries no RNG states (resharded?): dropout streams start afresh")
+        log(f"resumed from {config.load} at iteration {iteration} ({consumed} samples consumed)")
+    elif initial_weights is not None:
+        log(f"initialised from {config.init_from}" + (f"; freshly initialised: {', '.join(fresh)}" if fresh else "")
+            + (f"; unused: {', '.join(unused)}" if unused else ""))
     writer = _tensorboard(config, state)
     result = TrainResult(iteration=iteration)
     window_start, window_tokens = time.monotonic(), 0
 
     def save(at: int) -> None:
+        optimizer_state = optimizer_state_by_name(model, optimizer)  # collective under ZeRO
         save_checkpoint(config.save, at, state, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "model": model.state_dict(), "optimizer": optimizer_state, "scheduler": _scheduler_state(at, config),
             "loss_scaler": scaler.state_dict() if scaler else None, "consumed_samples": consumed,
-            "skipped_steps": skipped, "model_config": model_config.to_dict(), "train_config": config.to_dict(),
-            "rng": {"torch": torch.get_rng_state(), "tracker": model.bert.rng_tracker.get_states()}})
+            "skipped_steps": skipped, "config": model_config.to_dict(), "train_config": config.to_dict(),
+            "rng": _rng_states(model, device)})
+        log(f"saved checkpoint at iteration {at} to {config.save}")
 
     while iteration < config.train_iters:
         lr = learning_rate(iteration, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        loss_sum = torch.zeros(())
+        loss_sum = torch.zeros((), device=device)
         for indices in micro_batches(consumed, config, state, len(dataset)):
-            batch = collate([dataset[i] for i in indices])
-            with _autocast(config.precision):
+            batch = {k: v.to(device, non_blocking=True) for k, v in collate([dataset[i] for i in indices]).items()}
+            with _autocast(config.precision, device):
                 loss = model(**batch, logits_at_labels_only=True)[0]
             ((loss / num_micro) * (scaler.scale if scaler else 1.0)).backward()
             loss_sum += loss.detach().float() / num_micro
@@ -155,7 +188,7 @@ def pretrain(model_config: ModelConfig, config: TrainConfig, dataset, state: Par
             elapsed = time.monotonic() - window_start
             _log_step(record, window_tokens / elapsed, model_config, log, writer, state)
             window_start, window_tokens = time.monotonic(), 0
-        stopping = _stop_requested(stop)
+        stopping = _stop_requested(stop, device)
         if config.save and ((config.save_interval and iteration % config.save_interval == 0)
                             or stopping or iteration == config.train_iters):
             save(iteration)

@@ -17,6 +17,7 @@ from megabio.config import PRESETS, ConfigError, ModelConfig
 from megabio.data.bert_dataset import BertDataset, BertSampleSettings, BlendedDataset, parse_data_path, read_vocab
 from megabio.parallel import initialize
 from megabio.sizing import model_report
+from megabio.training.checkpointing import latest_iteration
 from megabio.training.config import TrainConfig
 from megabio.training.loop import StopFlag, pretrain
 
@@ -39,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parallel = parser.add_argument_group("parallelism")
     parallel.add_argument("--tensor-model-parallel-size", type=int, default=1)
     parallel.add_argument("--sequence-parallel", action="store_true")
+    parallel.add_argument("--use-distributed-optimizer", action="store_true",
+                          help="ZeRO-1: shard the optimizer state over data-parallel ranks")
     train = parser.add_argument_group("training")
     defaults = TrainConfig()
     for name in ("micro_batch_size", "global_batch_size", "seq_length", "train_iters", "lr", "min_lr",
@@ -51,7 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     precision.add_argument("--bf16", action="store_const", dest="precision", const="bf16")
     precision.add_argument("--fp16", action="store_const", dest="precision", const="fp16")
     train.add_argument("--save")
-    train.add_argument("--load")
+    train.add_argument("--load", help="resume from the latest checkpoint here, if there is one")
+    train.add_argument("--init-from", metavar="DIR",
+                       help="start from this checkpoint (megabio, Hugging Face BERT / MegatronBert directory); "
+                            "its shape is the model's, and --vocab-file must be its vocabulary")
     train.add_argument("--tensorboard-dir")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the resolved config, parallel layout and memory per rank, then exit")
@@ -63,7 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def model_config(args: argparse.Namespace, vocab_size: int) -> ModelConfig:
     common = dict(vocab_size=vocab_size, binary_head=args.binary_head, recompute_activations=args.recompute_activations,
                   hidden_dropout=args.hidden_dropout, attention_dropout=args.attention_dropout)
-    if args.preset:
+    if args.init_from:
+        config = init_from_config(args, common)
+    elif args.preset:
         config = ModelConfig.from_preset(args.preset, **common)
     else:
         shape = (args.num_layers, args.hidden_size, args.num_attention_heads)
@@ -75,6 +83,36 @@ def model_config(args: argparse.Namespace, vocab_size: int) -> ModelConfig:
         raise ConfigError(f"--seq-length {args.seq_length} exceeds the model's max_position_embeddings="
                           f"{config.max_position_embeddings}")
     return config
+
+
+def init_from_config(args: argparse.Namespace, common: dict) -> ModelConfig:
+    """The --init-from checkpoint's shape with this run's dropout, recomputation and binary head; shape flags,
+    if given, must agree with it, and --vocab-file must be its vocabulary."""
+    from megabio.convert import pretrained_config
+
+    config, vocab = pretrained_config(args.init_from)
+    wanted = ModelConfig.from_preset(args.preset).to_dict() if args.preset else {}
+    wanted.update({k: v for k, v in (("num_layers", args.num_layers), ("hidden_size", args.hidden_size),
+                                     ("num_attention_heads", args.num_attention_heads)) if v is not None})
+    for key in ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size"):
+        if key in wanted and wanted[key] != getattr(config, key):
+            raise ConfigError(f"--init-from {args.init_from} has {key}={getattr(config, key)}, the shape flags "
+                              f"ask for {wanted[key]}: drop them or choose a matching checkpoint")
+    check_same_vocabulary(args.vocab_file, vocab)
+    return config.replace(**common)
+
+
+def check_same_vocabulary(vocab_file: str, checkpoint_vocab: Path) -> None:
+    ours, theirs = read_vocab(vocab_file), read_vocab(str(checkpoint_vocab))
+    if ours == theirs:
+        return
+    if len(ours) != len(theirs):
+        raise ConfigError(f"--vocab-file {vocab_file} has {len(ours)} tokens, the --init-from checkpoint's "
+                          f"{checkpoint_vocab} {len(theirs)}: the data must be preprocessed with the checkpoint's "
+                          f"vocabulary")
+    line = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b) + 1
+    raise ConfigError(f"--vocab-file {vocab_file} line {line} differs from {checkpoint_vocab}: the data must be "
+                      f"preprocessed with the checkpoint's vocabulary")
 
 
 def _check_vocabulary(prefix: str, data: BertDataset, vocab_size: int) -> None:
@@ -156,7 +194,12 @@ def run(args: argparse.Namespace) -> int:
     log = (lambda message: print(message, flush=True)) if rank0 else (lambda message: None)
     log(f"megabio pretrain: {model.num_layers} layers x {model.hidden_size}, vocab {model.vocab_size}, "
         f"TP={state.tp_size} DP={state.dp_size}, {config.train_iters} iterations of {config.global_batch_size}")
-    pretrain(model, config, dataset, state, log=log, stop=stop)
+    initial = None
+    if config.init_from and not (config.load and latest_iteration(config.load) is not None):
+        from megabio.convert import pretrained_shard
+
+        initial = pretrained_shard(config.init_from, model, state)
+    pretrain(model, config, dataset, state, log=log, stop=stop, initial_weights=initial)
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0

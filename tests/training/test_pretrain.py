@@ -4,6 +4,7 @@ overflow skipping, the loss falling on real PubMed text."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,3 +112,42 @@ def test_bad_configuration_fails_before_training(corpus, tmp_path):
              ParallelState.single(), log=lambda _: None)
     with pytest.raises(ConfigError, match="saved with tensor_model_parallel_size=1, this run uses 2"):
         checkpointing.load_checkpoint(tmp_path / "c", ParallelState(tp_size=2))
+
+
+def check_zero1(prefix: str, save_dir: str) -> None:
+    """TP=2 x DP=2: ZeRO-1 trains like the replicated optimizer, holds part of its state per DP rank, and its
+    checkpoint resumes without ZeRO."""
+    import torch.distributed as dist
+
+    from megabio.model import BertForPretraining
+    from megabio.training.optimizer import build_optimizer
+
+    state = initialize(tensor_model_parallel_size=2)
+    zero_config = dataclasses.replace(TRAIN, use_distributed_optimizer=True)
+    model = BertForPretraining(MODEL, state)
+    optimizer = build_optimizer(model, zero_config, state)
+    for param in model.parameters():
+        param.grad = torch.ones_like(param)
+    optimizer.step()
+    held = torch.tensor([len(optimizer.optim.state)])
+    assert 0 < held.item() < len(list(model.parameters()))
+    dist.all_reduce(held, group=state.dp_group)
+    assert held.item() == len(list(model.parameters())), "every parameter's state lives on exactly one DP rank"
+
+    data = dataset(prefix)
+    plain = pretrain(MODEL, TRAIN, data, state, log=lambda _: None)
+    zero = pretrain(MODEL, dataclasses.replace(zero_config, save=save_dir, save_interval=5), data, state,
+                    log=lambda _: None)
+    for ours, reference in zip(zero.history, plain.history, strict=True):
+        assert abs(ours["loss"] - reference["loss"]) <= 1e-6 * abs(reference["loss"]), (ours, reference)
+    dist.barrier()
+    if state.tp_rank == 0 and state.dp_rank == 0:
+        (Path(save_dir) / "latest_checkpointed_iteration.txt").write_text("5\n")
+    dist.barrier()
+    resumed = pretrain(MODEL, dataclasses.replace(TRAIN, load=save_dir), data, state, log=lambda _: None)
+    for ours, reference in zip(resumed.history, plain.history[5:], strict=True):
+        assert abs(ours["loss"] - reference["loss"]) <= 1e-6 * abs(reference["loss"]), (ours, reference)
+
+
+def test_zero1_distributed_optimizer(corpus, tmp_path):
+    run_distributed(check_zero1, 4, str(corpus), str(tmp_path / "ckpt"))
