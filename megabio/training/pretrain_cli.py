@@ -10,12 +10,12 @@ import signal
 import sys
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 
 from megabio.config import PRESETS, ConfigError, ModelConfig
 from megabio.data.bert_dataset import BertDataset, BertSampleSettings, BlendedDataset, parse_data_path, read_vocab
 from megabio.parallel import initialize
+from megabio.parallel.launch import init_process_group_from_env
 from megabio.sizing import model_report
 from megabio.training.checkpointing import latest_iteration
 from megabio.training.config import TrainConfig
@@ -139,12 +139,6 @@ def _check_writable(directory: str) -> None:
         raise ConfigError(f"--save {directory}: not writable ({error})") from None
 
 
-def _init_distributed() -> None:
-    if "WORLD_SIZE" in os.environ and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-
-
 def dry_run(model: ModelConfig, config: TrainConfig, args: argparse.Namespace) -> int:
     """What the job would be, without starting it: config, layout, parameters and memory per rank."""
     tp = args.tensor_model_parallel_size
@@ -174,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         return dry_run(model, config, args)
     if config.save:
         _check_writable(config.save)
-    _init_distributed()
+    init_process_group_from_env()
     state = initialize(args.tensor_model_parallel_size, sequence_parallel=args.sequence_parallel)
     model.check_tensor_parallel(state.tp_size)
     config.num_micro_batches(state.dp_size)
