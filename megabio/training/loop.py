@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,9 +13,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 from megabio.config import ModelConfig
-from megabio.model import BertForPretraining
+from megabio.model import IGNORE_INDEX, BertForPretraining
 from megabio.parallel import ParallelState, finalize_model_grads
 from megabio.training.checkpointing import load_checkpoint, save_checkpoint
 from megabio.training.config import TrainConfig
@@ -137,7 +139,7 @@ def pretrain(model_config: ModelConfig, config: TrainConfig, dataset, state: Par
             + (f"; unused: {', '.join(unused)}" if unused else ""))
     writer = _tensorboard(config, state)
     result = TrainResult(iteration=iteration)
-    window_start, window_tokens = time.monotonic(), 0
+    window_start, window_tokens, window_samples = time.monotonic(), 0, 0
 
     def save(at: int) -> None:
         optimizer_state = optimizer_state_by_name(model, optimizer)  # collective under ZeRO
@@ -154,12 +156,16 @@ def pretrain(model_config: ModelConfig, config: TrainConfig, dataset, state: Par
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), device=device)
+        binary_sum = torch.zeros((), device=device)
         for indices in micro_batches(consumed, config, state, len(dataset)):
             batch = {k: v.to(device, non_blocking=True) for k, v in collate([dataset[i] for i in indices]).items()}
             with _autocast(config.precision, device):
-                loss = model(**batch, logits_at_labels_only=True)[0]
+                loss, _, binary_logits = model(**batch, logits_at_labels_only=True)
             ((loss / num_micro) * (scaler.scale if scaler else 1.0)).backward()
             loss_sum += loss.detach().float() / num_micro
+            if binary_logits is not None:  # logged apart from the MLM loss, as Megatron does
+                binary_sum += F.cross_entropy(binary_logits.detach().float(), batch["binary_labels"],
+                                              ignore_index=IGNORE_INDEX) / num_micro
             window_tokens += int(batch["attention_mask"].sum()) * state.dp_size
         finalize_model_grads(model, state)
         if after_backward is not None:
@@ -181,13 +187,20 @@ def pretrain(model_config: ModelConfig, config: TrainConfig, dataset, state: Par
             scaler.update(overflow)
         consumed += config.global_batch_size
         iteration += 1
-        record = {"iteration": iteration, "loss": _mean_over_data_parallel(loss_sum, state), "lr": lr,
+        window_samples += config.global_batch_size
+        loss_value = _mean_over_data_parallel(loss_sum, state)
+        binary_value = _mean_over_data_parallel(binary_sum, state)
+        record = {"iteration": iteration, "loss": loss_value, "mlm_loss": loss_value - binary_value,
+                  "binary_loss": binary_value, "lr": lr,
                   "grad_norm": grad_norm, "loss_scale": scaler.scale if scaler else 1.0, "skipped": skipped}
         result.history.append(record)
         if iteration % config.log_interval == 0 or iteration in (1, config.train_iters):
             elapsed = time.monotonic() - window_start
-            _log_step(record, window_tokens / elapsed, model_config, log, writer, state)
-            window_start, window_tokens = time.monotonic(), 0
+            record["peak_memory_mib"] = _max_over_ranks(peak_memory_bytes(device), device) / 2**20
+            record["samples_per_second"] = window_samples / elapsed
+            record["tokens_per_second"] = window_tokens / elapsed
+            _log_step(record, model_config, log, writer, state)
+            window_start, window_tokens, window_samples = time.monotonic(), 0, 0
         stopping = _stop_requested(stop, device)
         if config.save and ((config.save_interval and iteration % config.save_interval == 0)
                             or stopping or iteration == config.train_iters):
@@ -202,6 +215,21 @@ def pretrain(model_config: ModelConfig, config: TrainConfig, dataset, state: Par
     return result
 
 
+def peak_memory_bytes(device: torch.device) -> int:
+    """This process's peak memory: allocated tensor memory on a GPU, resident set size on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _max_over_ranks(value: float, device: torch.device) -> float:
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    tensor = torch.tensor(value, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor)
+
+
 def _tensorboard(config: TrainConfig, state: ParallelState):
     if not config.tensorboard_dir or state.tp_rank != 0 or state.dp_rank != 0:
         return None
@@ -210,16 +238,18 @@ def _tensorboard(config: TrainConfig, state: ParallelState):
     return SummaryWriter(config.tensorboard_dir)
 
 
-def _log_step(record: dict[str, Any], tokens_per_second: float, model_config: ModelConfig,
-              log: Callable[[str], None], writer, state: ParallelState) -> None:
-    # Model FLOPs per token: 6 x parameters (forward + backward), the usual estimate.
+def _log_step(record: dict[str, Any], model_config: ModelConfig, log: Callable[[str], None], writer,
+              state: ParallelState) -> None:
+    # Model FLOPs per token: 6 x transformer parameters (forward + backward), the usual estimate.
     params = 12 * model_config.num_layers * model_config.hidden_size ** 2
-    tflops = 6 * params * tokens_per_second / 1e12
+    record["model_tflops"] = 6 * params * record["tokens_per_second"] / 1e12
     if state.tp_rank == 0 and state.dp_rank == 0:
-        log(f"iteration {record['iteration']:6d} | loss {record['loss']:.4f} | lr {record['lr']:.3e} | "
-            f"grad norm {record['grad_norm']:.3f} | loss scale {record['loss_scale']:.0f} | "
-            f"skipped {record['skipped']} | tokens/s {tokens_per_second:,.0f} | model TFLOP/s {tflops:.3f}")
+        log(f"iteration {record['iteration']:6d} | loss {record['loss']:.4f} | mlm loss {record['mlm_loss']:.4f} | "
+            f"binary loss {record['binary_loss']:.4f} | lr {record['lr']:.3e} | grad norm {record['grad_norm']:.3f} | "
+            f"loss scale {record['loss_scale']:.0f} | skipped {record['skipped']} | "
+            f"samples/s {record['samples_per_second']:,.1f} | tokens/s {record['tokens_per_second']:,.0f} | "
+            f"model TFLOP/s {record['model_tflops']:.3f} | peak memory/rank {record['peak_memory_mib']:,.0f} MiB")
     if writer is not None:
-        for key in ("loss", "lr", "grad_norm", "loss_scale", "skipped"):
+        for key in ("loss", "mlm_loss", "binary_loss", "lr", "grad_norm", "loss_scale", "skipped",
+                    "samples_per_second", "tokens_per_second", "model_tflops", "peak_memory_mib"):
             writer.add_scalar(f"train/{key}", record[key], record["iteration"])
-        writer.add_scalar("train/tokens_per_second", tokens_per_second, record["iteration"])

@@ -151,3 +151,21 @@ def check_zero1(prefix: str, save_dir: str) -> None:
 
 def test_zero1_distributed_optimizer(corpus, tmp_path):
     run_distributed(check_zero1, 4, str(corpus), str(tmp_path / "ckpt"))
+
+
+def test_logs_and_tensorboard_scalars(corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = []
+    config = dataclasses.replace(TRAIN, train_iters=4, log_interval=2, tensorboard_dir=str(tmp_path / "tb"))
+    result = pretrain(MODEL, config, dataset(corpus), ParallelState.single(), log=logs.append)
+    steps = [line for line in logs if line.startswith("iteration")]
+    assert [int(line.split()[1]) for line in steps] == [1, 2, 4]
+    for field in ("mlm loss", "binary loss", "samples/s", "tokens/s", "model TFLOP/s", "peak memory/rank"):
+        assert field in steps[0], field
+    last = result.history[-1]
+    assert abs(last["mlm_loss"] + last["binary_loss"] - last["loss"]) < 1e-6 and last["binary_loss"] > 0
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    for tag in ("loss", "mlm_loss", "binary_loss", "lr", "grad_norm", "tokens_per_second", "peak_memory_mib"):
+        assert [e.step for e in events.Scalars(f"train/{tag}")] == [1, 2, 4], tag
