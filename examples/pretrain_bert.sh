@@ -20,6 +20,7 @@ nnodes=${NNODES:-1}
 gpus=${GPUS_PER_NODE:-8}
 flags=(--preset "$preset" --vocab-file "${VOCAB_FILE:?set VOCAB_FILE}" --data-path ${DATA_PATH:?set DATA_PATH}
   --tensor-model-parallel-size "${TP:-$default_tp}" --sequence-parallel --recompute-activations
+  --use-distributed-optimizer
   --micro-batch-size 8 --global-batch-size 256 --seq-length 512
   --train-iters 100000 --lr 1e-4 --min-lr 1e-5 --lr-warmup-fraction 0.01 --lr-decay-style linear
   --weight-decay 0.01 --clip-grad 1.0 --bf16
@@ -29,5 +30,6 @@ if [[ " $* " == *" --dry-run "* ]]; then  # resolve and print, without launching
   exec python -m megabio pretrain "${flags[@]}" "$@"
 fi
 exec torchrun --nnodes "$nnodes" --node-rank "${NODE_RANK:-0}" --nproc-per-node "$gpus" \
+  --max-restarts "${MAX_RESTARTS:-3}" \
   --rdzv-backend c10d --rdzv-endpoint "${MASTER_ADDR:-localhost}:${MASTER_PORT:-29500}" \
   -m megabio pretrain "${flags[@]}" "$@"

@@ -18,6 +18,7 @@ Precision = Literal["fp32", "bf16", "fp16"]
 #   fp32: weight 4 + grad 4 + Adam m, v 8.
 #   bf16 / fp16 (Megatron mixed precision): weight 2 + fp32 grad 4 + fp32 main weight 4 + Adam 8.
 _STATE_BYTES = {"fp32": 16, "bf16": 18, "fp16": 18}
+_ADAM_BYTES = 8  # the part a distributed optimizer (ZeRO-1) shards over data parallelism
 
 
 @dataclass(frozen=True)
@@ -71,9 +72,10 @@ class MemoryEstimate:
 def estimate_training_memory(
     config: ModelConfig, tensor_model_parallel_size: int = 1, *, micro_batch_size: int = 1,
     seq_length: int | None = None, precision: Precision = "bf16", recompute_activations: bool = False,
-    sequence_parallel: bool = False,
+    sequence_parallel: bool = False, data_parallel_size: int = 1, distributed_optimizer: bool = False,
 ) -> MemoryEstimate:
-    """Estimated training memory of one TP rank with Adam (no framework or allocator overhead)."""
+    """Estimated training memory of one rank with Adam (no framework or allocator overhead); with
+    `distributed_optimizer` the Adam state is split over `data_parallel_size` ranks."""
     if precision not in _STATE_BYTES:
         raise ValueError(f"precision={precision!r} must be one of {', '.join(_STATE_BYTES)}")
     tp = tensor_model_parallel_size
@@ -90,7 +92,9 @@ def estimate_training_memory(
     logits = 2 * 4 * s * b * config.padded_vocab_size(tp) / tp  # fp32 logits and softmax
     activations = int(config.num_layers * per_layer * act_scale + logits)
     params = count_parameters(config, tp).per_rank
-    return MemoryEstimate(parameters_and_optimizer=params * _STATE_BYTES[precision], activations=activations)
+    adam_share = 1 / data_parallel_size if distributed_optimizer else 1
+    state_bytes = _STATE_BYTES[precision] - _ADAM_BYTES * (1 - adam_share)
+    return MemoryEstimate(parameters_and_optimizer=int(params * state_bytes), activations=activations)
 
 
 def model_report(config: ModelConfig, tensor_model_parallel_size: int = 1, **memory_options) -> dict:

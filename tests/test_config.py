@@ -100,6 +100,10 @@ def test_memory_estimate_shrinks_with_tp_recompute_and_sp():
         < tp2.activations
     # Weights + grads + Adam are 18 bytes per parameter in mixed precision.
     assert base.parameters_and_optimizer == 18 * count_parameters(config).total
+    # ZeRO-1 at DP=8 keeps 1/8 of Adam's 8 bytes per parameter.
+    zero = estimate_training_memory(config, 1, micro_batch_size=4, precision="bf16", data_parallel_size=8,
+                                    distributed_optimizer=True)
+    assert zero.parameters_and_optimizer == (10 + 1) * count_parameters(config).total
 
 
 def test_model_info_json(capsys):

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from megabio.config import ModelConfig
+from megabio.config import ConfigError, ModelConfig
 from megabio.model import IGNORE_INDEX, BertForPretraining
 from megabio.parallel import ParallelState, finalize_model_grads
 from megabio.training.checkpointing import load_checkpoint, save_checkpoint
@@ -78,6 +78,19 @@ def _set_rng_states(model: BertForPretraining, states: dict[str, Any], device: t
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
+_SHAPE_FIELDS = ("vocab_size", "num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size",
+                 "max_position_embeddings", "type_vocab_size", "layernorm_order", "binary_head")
+
+
+def _check_same_model(saved: dict[str, Any], model_config: ModelConfig, source: str) -> None:
+    """A checkpoint of another shape or vocabulary cannot be resumed: say which field differs."""
+    for name in _SHAPE_FIELDS:
+        if saved.get(name) != getattr(model_config, name):
+            hint = " (was the data preprocessed with another --vocab-file?)" if name == "vocab_size" else ""
+            raise ConfigError(f"{source}: the checkpoint has {name}={saved.get(name)!r}, this run "
+                              f"{getattr(model_config, name)!r}{hint}")
+
+
 def _scheduler_state(iteration: int, config: TrainConfig) -> dict[str, Any]:
     return {"num_steps": iteration, "lr": config.lr, "min_lr": config.min_lr, "train_iters": config.train_iters,
             "lr_warmup_fraction": config.lr_warmup_fraction, "lr_decay_style": config.lr_decay_style}
@@ -124,6 +137,7 @@ def pretrain(model_config: ModelConfig, config: TrainConfig, dataset, state: Par
     iteration = consumed = skipped = 0
     payload = load_checkpoint(config.load, state) if config.load else None
     if payload is not None:
+        _check_same_model(payload["config"], model_config, config.load)
         iteration, consumed, skipped = payload["iteration"], payload["consumed_samples"], payload["skipped_steps"]
         model.load_state_dict(payload["model"])
         load_optimizer_state_by_name(model, optimizer, payload["optimizer"], config.load)

@@ -112,6 +112,9 @@ def test_bad_configuration_fails_before_training(corpus, tmp_path):
              ParallelState.single(), log=lambda _: None)
     with pytest.raises(ConfigError, match="saved with tensor_model_parallel_size=1, this run uses 2"):
         checkpointing.load_checkpoint(tmp_path / "c", ParallelState(tp_size=2))
+    with pytest.raises(ConfigError, match="the checkpoint has vocab_size=505, this run 600"):
+        pretrain(MODEL.replace(vocab_size=600), dataclasses.replace(TRAIN, load=str(tmp_path / "c")),
+                 dataset(corpus), ParallelState.single(), log=lambda _: None)
 
 
 def check_zero1(prefix: str, save_dir: str) -> None:
