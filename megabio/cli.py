@@ -202,6 +202,9 @@ def _convert(args: argparse.Namespace) -> int:
     print(f"converted {args.input} ({args.source}) -> {args.output} ({args.target})")
     print(f"  parameters mapped: {len(report['mapped'])}")
     print(f"  padded vocabulary rows: {report['padded_vocab_rows']}")
+    for key in ("optimizer_state", "rng_states"):
+        if key in report:
+            print(f"  {key.replace('_', ' ')}: {report[key]}")
     for name in report.get("initialised", []):
         print(f"  initialised (not in the checkpoint): {name}")
     for name in report.get("ignored", []):

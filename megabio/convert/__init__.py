@@ -21,6 +21,10 @@ from megabio.parallel.sharding import is_tensor_parallel
 MEGATRON_LM = "megatron-lm"
 FORMATS = ("megabio", BERT, MEGATRON_BERT, MEGATRON_LM)  # megatron-lm is a source only
 _MODEL_TYPES = {"bert": BERT, "megatron-bert": MEGATRON_BERT}
+# Entries of a megabio checkpoint that resharding rewrites or cannot carry: the TP tracker's RNG streams are
+# per TP rank, so a resharded run re-seeds them.
+_NOT_CARRIED = ("checkpoint_format", "config", "iteration", "tensor_model_parallel_size", "optimizer", "rng",
+                "tokenizer")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -90,8 +94,11 @@ def read_any(path: str | os.PathLike, fmt: str, vocab_file: str | os.PathLike | 
         return state, config, {"lower_case": bool(lower_case), "vocab": vocab, "report": report}
     if fmt == "megabio":
         state, config, rest = read_checkpoint(directory)
+        training = {k: v for k, v in rest.items() if k not in _NOT_CARRIED}
         return state, config, {"lower_case": rest.get("tokenizer", {}).get("lower_case", False),
-                               "vocab": directory / "vocab.txt", "report": {"mapped": sorted(state)}}
+                               "vocab": directory / "vocab.txt", "report": {"mapped": sorted(state)},
+                               "iteration": rest.get("iteration", "release"), "optimizer": rest.get("optimizer"),
+                               "training": training}
     if fmt not in (BERT, MEGATRON_BERT):
         raise ConversionError(f"--from {fmt!r}: choose one of {', '.join(FORMATS)}")
     hf_config = _read_json(directory / "config.json")
@@ -141,7 +148,9 @@ def convert(source_format: str, target_format: str, input_path: str | os.PathLik
     if target_format == "megabio":
         config.check_tensor_parallel(target_tensor_model_parallel_size)
         write_checkpoint(output, state, config, target_tensor_model_parallel_size,
-                         extra={"tokenizer": {"lower_case": info["lower_case"]}}, vocab_file=info["vocab"])
+                         iteration=info.get("iteration", "release"), optimizer=info.get("optimizer"),
+                         extra={"tokenizer": {"lower_case": info["lower_case"]}, **info.get("training", {})},
+                         vocab_file=info["vocab"])
     else:
         if (target_format == BERT) != (config.layernorm_order == "post"):
             raise ConversionError(f"--to {target_format} needs a {'post' if target_format == BERT else 'pre'}-LN "
@@ -149,6 +158,9 @@ def convert(source_format: str, target_format: str, input_path: str | os.PathLik
                                   f"(use --to {MEGATRON_BERT if target_format == BERT else BERT})")
         _write_hf(Path(output), state, config, target_format, Path(info["vocab"]), info["lower_case"])
     report = dict(info["report"])
+    if target_format == "megabio" and info.get("optimizer") is not None:
+        report["optimizer_state"] = f"resharded to TP={target_tensor_model_parallel_size}"
+        report["rng_states"] = "not carried (per TP rank): a resumed run re-seeds dropout"
     report["padded_vocab_rows"] = config.padded_vocab_size(target_tensor_model_parallel_size) - config.vocab_size
     return report
 

@@ -74,10 +74,45 @@ def merge_shards(shards: list[dict[str, torch.Tensor]], config: ModelConfig) -> 
     return full
 
 
+def _param_shaped(optimizer_state: dict[str, dict[str, Any]]) -> dict[str, dict[str, torch.Tensor]]:
+    """{state key: {param name: tensor}} of the entries shaped like their parameter (Adam's moments)."""
+    by_key: dict[str, dict[str, torch.Tensor]] = {}
+    for name, entries in optimizer_state.items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor) and value.dim() > 0:
+                by_key.setdefault(key, {})[name] = value
+    return by_key
+
+
+def _with_param_shaped(optimizer: dict[str, Any], by_key: dict[str, dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """`optimizer` (name-keyed) with its parameter-shaped entries replaced by those of `by_key`."""
+    state = {name: {key: by_key[key][name] if key in by_key and name in by_key[key] else value
+                    for key, value in entries.items()}
+             for name, entries in optimizer["state"].items()}
+    return {"state": state, "param_groups": optimizer["param_groups"]}
+
+
+def merge_optimizer_shards(optimizers: list[dict[str, Any]], config: ModelConfig) -> dict[str, Any]:
+    """The full name-keyed optimizer state of TP shards: moments merged like their parameters, step counts and
+    hyper-parameters taken from rank 0 (they are equal on every rank)."""
+    shards = [_param_shaped(o["state"]) for o in optimizers]
+    return _with_param_shaped(optimizers[0], {key: merge_shards([s[key] for s in shards], config)
+                                              for key in shards[0]})
+
+
+def shard_optimizer_for_rank(optimizer: dict[str, Any], config: ModelConfig, tp: int, rank: int,
+                             dims: dict[str, int | None]) -> dict[str, Any]:
+    """TP rank `rank`'s shard of a full name-keyed optimizer state."""
+    return _with_param_shaped(optimizer, {key: shard_for_rank(full, config, tp, rank, dims)
+                                          for key, full in _param_shaped(optimizer["state"]).items()})
+
+
 def write_checkpoint(directory: str | os.PathLike, full_state: dict[str, torch.Tensor], config: ModelConfig,
                      tensor_model_parallel_size: int = 1, iteration: int | str = "release",
-                     extra: dict[str, Any] | None = None, vocab_file: str | os.PathLike | None = None) -> None:
-    """Write a whole checkpoint directory to a temporary sibling and rename it into place."""
+                     extra: dict[str, Any] | None = None, vocab_file: str | os.PathLike | None = None,
+                     optimizer: dict[str, Any] | None = None) -> None:
+    """Write a whole checkpoint directory to a temporary sibling and rename it into place; a full name-keyed
+    `optimizer` state is sharded like the weights."""
     directory = Path(directory)
     if directory.exists():
         raise ConversionError(f"{directory} exists; choose a new output directory")
@@ -89,9 +124,13 @@ def write_checkpoint(directory: str | os.PathLike, full_state: dict[str, torch.T
             shard = shard_for_rank(full_state, config, tensor_model_parallel_size, rank, dims)
             path = tmp / iteration_dir(iteration) / f"mp_rank_{rank:02d}" / "model_optim_rng.pt"
             path.parent.mkdir(parents=True)
-            torch.save({"checkpoint_format": CHECKPOINT_FORMAT, "model": shard, "config": config.to_dict(),
-                        "iteration": iteration, "tensor_model_parallel_size": tensor_model_parallel_size,
-                        **(extra or {})}, path)
+            payload = {"checkpoint_format": CHECKPOINT_FORMAT, "model": shard, "config": config.to_dict(),
+                       "iteration": iteration, "tensor_model_parallel_size": tensor_model_parallel_size,
+                       **(extra or {})}
+            if optimizer is not None:
+                payload["optimizer"] = shard_optimizer_for_rank(optimizer, config, tensor_model_parallel_size,
+                                                                rank, dims)
+            torch.save(payload, path)
         if vocab_file is not None:
             shutil.copyfile(vocab_file, tmp / "vocab.txt")
         (tmp / LATEST).write_text(f"{iteration}\n", encoding="utf-8")
@@ -126,10 +165,13 @@ def read_checkpoint_config(directory: str | os.PathLike) -> ModelConfig:
 
 
 def read_checkpoint(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
-    """(full state dict, config, the rest of rank 0's file) of the latest checkpoint in `directory`."""
+    """(full state dict, config, the rest of rank 0's file) of the latest checkpoint in `directory`; a training
+    checkpoint's optimizer state comes merged over TP (full, keyed by parameter name)."""
     loaded = [_load_rank_file(f) for f in _latest_files(Path(directory))]
     first = loaded[0]
     config = ModelConfig.from_dict(first["config"])
     full = merge_shards([item["model"] for item in loaded], config)
     rest = {k: v for k, v in first.items() if k not in ("model",)}
+    if first.get("optimizer") is not None:
+        rest["optimizer"] = merge_optimizer_shards([item["optimizer"] for item in loaded], config)
     return full, config, rest

@@ -139,6 +139,20 @@ def _check_writable(directory: str) -> None:
         raise ConfigError(f"--save {directory}: not writable ({error})") from None
 
 
+def _keep_vocabulary(directory: str, vocab_file: str) -> None:
+    """vocab.txt beside the checkpoints, so `load_pretrained` and `megabio convert` read them as they are."""
+    kept = Path(directory) / "vocab.txt"
+    text = Path(vocab_file).read_text(encoding="utf-8")
+    if kept.is_file():
+        if kept.read_text(encoding="utf-8") != text:
+            raise ConfigError(f"--save {directory} holds checkpoints of another vocabulary ({kept} differs from "
+                              f"--vocab-file {vocab_file})")
+        return
+    tmp = kept.with_name(f".vocab.txt.tmp-{os.getpid()}")  # every rank may write it: same text, atomic rename
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, kept)
+
+
 def dry_run(model: ModelConfig, config: TrainConfig, args: argparse.Namespace) -> int:
     """What the job would be, without starting it: config, layout, parameters and memory per rank."""
     tp = args.tensor_model_parallel_size
@@ -170,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         return dry_run(model, config, args)
     if config.save:
         _check_writable(config.save)
+        _keep_vocabulary(config.save, args.vocab_file)
     init_process_group_from_env()
     state = initialize(args.tensor_model_parallel_size, sequence_parallel=args.sequence_parallel)
     model.check_tensor_parallel(state.tp_size)

@@ -98,6 +98,8 @@ def test_sigkill_after_a_checkpoint_resumes_exactly(job, tmp_path):
     assert losses(resumed) == {i: loss for i, loss in losses(uninterrupted).items() if i > 5}
     for name, tensor in weights(reference).items():
         assert torch.equal(tensor, weights(killed)[name]), name
+    vocab = job[job.index("--vocab-file") + 1]
+    assert (killed / "vocab.txt").read_text() == Path(vocab).read_text(), "the vocabulary is kept beside"
 
 
 def test_torchrun_restarts_a_killed_rank_from_the_checkpoint(job, tmp_path, capsys):

@@ -33,3 +33,8 @@ def test_bad_input_fails_before_training(tmp_path, capsys):
     assert main([*common, "--vocab-file", str(vocab), "--data-path", str(prefix), "--save",
                  str(blocker / "ckpt")]) == 2
     assert "not writable" in capsys.readouterr().err
+    other = tmp_path / "other-run"
+    other.mkdir()
+    (other / "vocab.txt").write_text("[PAD]\n", encoding="utf-8")
+    assert main([*common, "--vocab-file", str(vocab), "--data-path", str(prefix), "--save", str(other)]) == 2
+    assert "holds checkpoints of another vocabulary" in capsys.readouterr().err
