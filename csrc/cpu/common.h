@@ -14,6 +14,10 @@
 
 #include "../checks.h"
 
+// For the per-vector lambdas handed to the loops below: as calls, their 64-byte vector arguments would
+// travel through the stack on every element block (GCC and Clang syntax).
+#define MEGABIO_INLINE_LAMBDA __attribute__((always_inline))
+
 namespace megabio {
 
 // Arithmetic type of a kernel: float for float / bfloat16 / float16 storage, double for double.
@@ -64,7 +68,20 @@ inline A* output_row(T* dst, A* buffer) {
 
 template <typename T, typename A>
 inline void store_row(const A* src, T* dst, int64_t n) {
-  if constexpr (!std::is_same_v<T, A>) at::vec::convert(src, dst, n);
+  if constexpr (std::is_same_v<T, A>) {
+    return;
+  } else if constexpr (at::is_reduced_floating_point_v<T>) {
+    // Two float vectors into one half-precision vector (at::vec::convert rounds element by element).
+    using Out = at::vec::Vectorized<T>;
+    using In = at::vec::Vectorized<float>;
+    int64_t i = 0;
+    for (; i + Out::size() <= n; i += Out::size()) {
+      at::vec::convert_from_float<T>(In::loadu(src + i), In::loadu(src + i + In::size())).store(dst + i);
+    }
+    for (; i < n; ++i) dst[i] = static_cast<T>(src[i]);
+  } else {
+    at::vec::convert(src, dst, n);
+  }
 }
 
 // A small parameter vector (bias, LayerNorm weight) as arithmetic type A, converted once per call.
@@ -73,6 +90,33 @@ inline std::vector<acc_t<T>> to_acc_vector(const at::Tensor& t) {
   std::vector<acc_t<T>> out(t.numel());
   at::vec::convert(t.contiguous().data_ptr<T>(), out.data(), t.numel());
   return out;
+}
+
+// exp(x) for float vectors, inlined (ATen's Vectorized<float>::exp_u20 is an out-of-line call, and Sleef's
+// exp_u10 costs twice as much): x = n ln2 + r with |r| <= ln2/2, exp(r) by its degree-6 Taylor polynomial
+// (relative error < 2e-7), scaled by 2^n with AVX-512's scalef. exp(-inf) = 0 exactly; NaN propagates.
+template <typename V>
+C10_ALWAYS_INLINE V fast_exp(V x) {
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<V, at::vec::Vectorized<float>>) {
+    const __m512 lowest = _mm512_set1_ps(-87.33654f), highest = _mm512_set1_ps(88.72283f);
+    const __m512 v = _mm512_min_ps(highest, _mm512_max_ps(lowest, x));  // constant first: NaN passes through
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), v);  // ln2 in two parts: exact n*hi
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    __m512 p = _mm512_set1_ps(1.f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+    const __mmask16 underflow = _mm512_cmp_ps_mask(x, lowest, _CMP_LT_OQ);
+    return _mm512_mask_mov_ps(_mm512_scalef_ps(p, n), underflow, _mm512_setzero_ps());
+  }
+#endif
+  return x.exp_u20();
 }
 
 // Reduces op(inputs[i]...) over i < n with `combine` (identity `init`), vectorized with four
@@ -96,6 +140,26 @@ inline A reduce_map(Combine combine, A init, Op op, int64_t n, const In*... inpu
   }
   const V total = combine(combine(acc0, acc1), combine(acc2, acc3));
   return at::vec::vec_reduce_all<A>([&](V a, V b) { return combine(a, b); }, total);
+}
+
+// out[i] = op(inputs[i]...) for i < n, two vectors per iteration: a long dependency chain per element (erf,
+// exp, division) then has a second, independent one to overlap with.
+template <typename A, typename Op, typename... In>
+C10_ALWAYS_INLINE void map_unrolled(Op op, A* out, int64_t n, const In*... inputs) {
+  using V = at::vec::Vectorized<A>;
+  constexpr int64_t k = V::size();
+  int64_t i = 0;
+  for (; i + 2 * k <= n; i += 2 * k) {
+    const V first = op(V::loadu(inputs + i)...);
+    const V second = op(V::loadu(inputs + i + k)...);
+    first.store(out + i);
+    second.store(out + i + k);
+  }
+  for (; i + k <= n; i += k) op(V::loadu(inputs + i)...).store(out + i);
+  if (i < n) {
+    const int64_t rest = n - i;
+    op(V::loadu(inputs + i, rest)...).store(out + i, rest);
+  }
 }
 
 template <typename A, typename Op, typename... In>

@@ -42,7 +42,7 @@ void softmax_forward_rows(const at::Tensor& x, const at::Tensor& mask, double sc
         std::fill(o, o + sk, T(0));
         continue;
       }
-      at::vec::map([max](V v) { return (v - V(max)).exp_u20(); }, buf, buf, sk);
+      at::vec::map([max](V v) MEGABIO_INLINE_LAMBDA { return fast_exp(v - V(max)); }, buf, buf, sk);
       const A sum = sum_map<A>([](V v) { return v; }, sk, static_cast<const A*>(buf));
       const A inv = A(1) / sum;
       A* yr = output_row(o, buf);
