@@ -77,24 +77,20 @@ at::Tensor bias_gelu_forward(const at::Tensor& x, const at::Tensor& bias, bool t
   auto out = at::empty_like(xc);
   const int64_t width = x.size(-1), rows = width ? x.numel() / width : 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "bias_gelu_forward", [&] {
-    using A = acc_t<scalar_t>;
     using V = AccVec<scalar_t>;
-    const auto b = to_acc_vector<scalar_t>(bias);
+    const auto bias_acc = to_acc_vector<scalar_t>(bias);
+    const auto* b = bias_acc.data();
     const scalar_t* in = xc.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
-    ThreadBuffers<A> buffers(2, width);
     at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
-      A* in_buf = buffers.get(0);
-      A* out_buf = buffers.get(1);
       for (int64_t row = begin; row < end; ++row) {
-        const A* xr = load_row(in + row * width, in_buf, width);
-        A* yr = output_row(o + row * width, out_buf);
         if (tanh_approx) {
-          map_unrolled<A>([](V v, V bv) MEGABIO_INLINE_LAMBDA { return gelu(v + bv, true); }, yr, width, xr, b.data());
+          map_row([b](int64_t i, V v) MEGABIO_INLINE_LAMBDA { return gelu(v + V::loadu(b + i), true); },
+                  o + row * width, width, in + row * width);
         } else {
-          map_unrolled<A>([](V v, V bv) MEGABIO_INLINE_LAMBDA { return gelu(v + bv, false); }, yr, width, xr, b.data());
+          map_row([b](int64_t i, V v) MEGABIO_INLINE_LAMBDA { return gelu(v + V::loadu(b + i), false); },
+                  o + row * width, width, in + row * width);
         }
-        store_row(yr, o + row * width, width);
       }
     });
   });
@@ -113,30 +109,28 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward(const at::Tensor& grad, co
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "bias_gelu_backward", [&] {
     using A = acc_t<scalar_t>;
     using V = AccVec<scalar_t>;
-    const auto b = to_acc_vector<scalar_t>(bias);
+    const auto bias_acc = to_acc_vector<scalar_t>(bias);
+    const auto* b = bias_acc.data();
     const scalar_t* in = xc.data_ptr<scalar_t>();
     const scalar_t* g = gc.data_ptr<scalar_t>();
     scalar_t* o = dx.data_ptr<scalar_t>();
-    ThreadBuffers<A> buffers(3, width);
     ThreadPartials<A> partial_dbias(width);
     at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
-      A* x_buf = buffers.get(0);
-      A* g_buf = buffers.get(1);
-      A* out_buf = buffers.get(2);
       A* db = partial_dbias.get();
+      // dbias accumulates dx in float before it is rounded to the storage type (padding lanes add zeros).
+      auto step = [b, db](int64_t i, V gv, V v, bool tanh) MEGABIO_INLINE_LAMBDA {
+        const V d = gv * gelu_derivative(v + V::loadu(b + i), tanh);
+        (V::loadu(db + i) + d).store(db + i);
+        return d;
+      };
       for (int64_t row = begin; row < end; ++row) {
-        const A* xr = load_row(in + row * width, x_buf, width);
-        const A* gr = load_row(g + row * width, g_buf, width);
-        A* dxr = output_row(o + row * width, out_buf);
         if (tanh_approx) {
-          map_unrolled<A>([](V gv, V v, V bv) MEGABIO_INLINE_LAMBDA { return gv * gelu_derivative(v + bv, true); }, dxr, width, gr, xr,
-                          b.data());
+          map_row([&step](int64_t i, V gv, V v) MEGABIO_INLINE_LAMBDA { return step(i, gv, v, true); },
+                  o + row * width, width, g + row * width, in + row * width);
         } else {
-          map_unrolled<A>([](V gv, V v, V bv) MEGABIO_INLINE_LAMBDA { return gv * gelu_derivative(v + bv, false); }, dxr, width, gr, xr,
-                          b.data());
+          map_row([&step](int64_t i, V gv, V v) MEGABIO_INLINE_LAMBDA { return step(i, gv, v, false); },
+                  o + row * width, width, g + row * width, in + row * width);
         }
-        at::vec::map2([](V acc, V d) { return acc + d; }, db, db, dxr, width);
-        store_row(dxr, o + row * width, width);
       }
     });
     dbias = partial_dbias.reduce(x.scalar_type());

@@ -20,6 +20,10 @@
 
 namespace megabio {
 
+// Parameter vectors (bias, weight) are padded to a multiple of this many elements, so that a loop over a row
+// may load them a whole block past the row's end.
+constexpr int64_t kParamPadding = 64;
+
 // Arithmetic type of a kernel: float for float / bfloat16 / float16 storage, double for double.
 template <typename T>
 using acc_t = at::opmath_type<T>;
@@ -87,7 +91,7 @@ inline void store_row(const A* src, T* dst, int64_t n) {
 // A small parameter vector (bias, LayerNorm weight) as arithmetic type A, converted once per call.
 template <typename T>
 inline std::vector<acc_t<T>> to_acc_vector(const at::Tensor& t) {
-  std::vector<acc_t<T>> out(t.numel());
+  std::vector<acc_t<T>> out((t.numel() + kParamPadding - 1) / kParamPadding * kParamPadding, acc_t<T>(0));
   at::vec::convert(t.contiguous().data_ptr<T>(), out.data(), t.numel());
   return out;
 }
@@ -142,23 +146,33 @@ inline A reduce_map(Combine combine, A init, Op op, int64_t n, const In*... inpu
   return at::vec::vec_reduce_all<A>([&](V a, V b) { return combine(a, b); }, total);
 }
 
-// out[i] = op(inputs[i]...) for i < n, two vectors per iteration: a long dependency chain per element (erf,
-// exp, division) then has a second, independent one to overlap with.
-template <typename A, typename Op, typename... In>
-C10_ALWAYS_INLINE void map_unrolled(Op op, A* out, int64_t n, const In*... inputs) {
-  using V = at::vec::Vectorized<A>;
+// For i in blocks of two arithmetic vectors along a row of n elements of storage type T:
+// out[i..] = op(i, rows[i..]...), computed in acc_t<T>. Half-precision rows are converted in registers (one
+// T vector is two float vectors), never staged through memory; the last block is loaded and stored partially.
+// `op(i, V... values) -> V` gets the element offset i so it can read (padded) parameter vectors there.
+template <typename T, typename Op, typename... Rows>
+C10_ALWAYS_INLINE void map_row(Op op, T* out, int64_t n, const Rows*... rows) {
+  using V = AccVec<T>;
   constexpr int64_t k = V::size();
-  int64_t i = 0;
-  for (; i + 2 * k <= n; i += 2 * k) {
-    const V first = op(V::loadu(inputs + i)...);
-    const V second = op(V::loadu(inputs + i + k)...);
-    first.store(out + i);
-    second.store(out + i + k);
-  }
-  for (; i + k <= n; i += k) op(V::loadu(inputs + i)...).store(out + i);
-  if (i < n) {
-    const int64_t rest = n - i;
-    op(V::loadu(inputs + i, rest)...).store(out + i, rest);
+  for (int64_t i = 0; i < n; i += 2 * k) {
+    const int64_t count = std::min<int64_t>(2 * k, n - i);
+    if constexpr (at::is_reduced_floating_point_v<T>) {
+      using VT = at::vec::Vectorized<T>;
+      auto load = [&](const T* p) { return at::vec::convert_to_float<T>(count == 2 * k ? VT::loadu(p) : VT::loadu(p, count)); };
+      const V lo = op(i, std::get<0>(load(rows + i))...);
+      const V hi = op(i + k, std::get<1>(load(rows + i))...);
+      const VT result = at::vec::convert_from_float<T>(lo, hi);
+      count == 2 * k ? result.store(out + i) : result.store(out + i, count);
+    } else {
+      const int64_t first = std::min(k, count), second = count - first;
+      auto load = [&](const T* p, int64_t m) { return m == k ? V::loadu(p) : V::loadu(p, m); };
+      const V lo = op(i, load(rows + i, first)...);
+      first == k ? lo.store(out + i) : lo.store(out + i, first);
+      if (second > 0) {
+        const V hi = op(i + k, load(rows + i + k, second)...);
+        second == k ? hi.store(out + i + k) : hi.store(out + i + k, second);
+      }
+    }
   }
 }
 
@@ -184,19 +198,22 @@ class ThreadBuffers {
 template <typename A>
 class ThreadPartials {
  public:
-  explicit ThreadPartials(int64_t width) : width_(width), data_(at::get_num_threads() * width, A(0)) {}
-  A* get() { return data_.data() + at::get_thread_num() * width_; }
+  explicit ThreadPartials(int64_t width)
+      : width_(width), stride_((width + kParamPadding - 1) / kParamPadding * kParamPadding),
+        data_(at::get_num_threads() * stride_, A(0)) {}
+  // This thread's partial row, padded to a multiple of kParamPadding.
+  A* get() { return data_.data() + at::get_thread_num() * stride_; }
   at::Tensor reduce(at::ScalarType dtype) const {
     auto out = at::zeros({width_}, c10::CppTypeToScalarType<A>::value);
     A* o = out.template data_ptr<A>();
-    for (size_t t = 0; t < data_.size() / width_; ++t) {
-      at::vec::map2<A>([](auto a, auto b) { return a + b; }, o, o, data_.data() + t * width_, width_);
+    for (size_t t = 0; t < data_.size() / stride_; ++t) {
+      at::vec::map2<A>([](auto a, auto b) { return a + b; }, o, o, data_.data() + t * stride_, width_);
     }
     return out.to(dtype);
   }
 
  private:
-  int64_t width_;
+  int64_t width_, stride_;
   std::vector<A> data_;
 };
 

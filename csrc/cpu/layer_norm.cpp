@@ -26,24 +26,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> layer_norm_forward(const at::Tens
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "layer_norm_forward", [&] {
     using A = acc_t<scalar_t>;
     using V = AccVec<scalar_t>;
-    const auto w = to_acc_vector<scalar_t>(weight), b = to_acc_vector<scalar_t>(bias);
+    const auto weight_acc = to_acc_vector<scalar_t>(weight), bias_acc = to_acc_vector<scalar_t>(bias);
+    const A* w = weight_acc.data();
+    const A* b = bias_acc.data();
     const scalar_t* in = xc.data_ptr<scalar_t>();
     scalar_t* out = y.data_ptr<scalar_t>();
     A* mean_data = mean.data_ptr<A>();
     A* rstd_data = rstd.data_ptr<A>();
-    ThreadBuffers<A> buffers(2, width);
+    ThreadBuffers<A> buffers(1, width);
     at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
       A* in_buf = buffers.get(0);
-      A* out_buf = buffers.get(1);
       for (int64_t row = begin; row < end; ++row) {
-        const A* xr = load_row(in + row * width, in_buf, width);
-        A* yr = output_row(out + row * width, out_buf);
+        const A* xr = load_row(in + row * width, in_buf, width);  // staged for the two statistics passes
         const A mu = sum_map<A>([](V v) { return v; }, width, xr) / width;
         const A var = sum_map<A>([mu](V v) { return (v - V(mu)) * (v - V(mu)); }, width, xr) / width;
         const A r = A(1) / std::sqrt(var + static_cast<A>(eps));
-        at::vec::map3([mu, r](V v, V wv, V bv) { return (v - V(mu)) * V(r) * wv + bv; }, yr, xr, w.data(),
-                      b.data(), width);
-        store_row(yr, out + row * width, width);
+        map_row([mu, r, w, b](int64_t i, V v) MEGABIO_INLINE_LAMBDA {
+          return (v - V(mu)) * V(r) * V::loadu(w + i) + V::loadu(b + i);
+        }, out + row * width, width, in + row * width);
         mean_data[row] = mu;
         rstd_data[row] = r;
       }
