@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -153,9 +154,14 @@ def _latest_files(directory: Path) -> list[Path]:
 
 
 def _load_rank_file(path: Path) -> dict[str, Any]:
-    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    if payload.get("checkpoint_format") != CHECKPOINT_FORMAT:
-        raise ConversionError(f"{path}: not a megabio checkpoint (for Megatron-LM files use --from megatron-lm)")
+    not_ours = (f"{path}: not a megabio checkpoint (convert Megatron-LM checkpoints with "
+                f"`megabio convert --from megatron-lm`)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:  # e.g. Megatron-LM's pickled argparse args
+        raise ConversionError(not_ours) from None
+    if not isinstance(payload, dict) or payload.get("checkpoint_format") != CHECKPOINT_FORMAT:
+        raise ConversionError(not_ours)
     return payload
 
 

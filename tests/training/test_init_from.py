@@ -86,3 +86,17 @@ def test_resume_takes_precedence_over_init_from(hf_checkpoint, tmp_path):
              initial_weights=pretrained_shard(directory, model_config, ParallelState.single()))
     assert any(line.startswith("resumed from") for line in logs)
     assert not any(line.startswith("initialised from") for line in logs)
+
+
+def test_a_megatron_lm_checkpoint_is_pointed_to_the_converter(tmp_path, capsys):
+    import argparse
+
+    rank_file = tmp_path / "megatron" / "iter_0000010" / "mp_rank_00" / "model_optim_rng.pt"
+    rank_file.parent.mkdir(parents=True)
+    torch.save({"args": argparse.Namespace(num_layers=2), "model": {}}, rank_file)
+    (tmp_path / "megatron" / "latest_checkpointed_iteration.txt").write_text("10\n")
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
+    assert main(["pretrain", "--init-from", str(tmp_path / "megatron"), "--vocab-file", str(vocab),
+                 "--data-path", "x"]) == 2
+    assert "megabio convert --from megatron-lm" in capsys.readouterr().err
