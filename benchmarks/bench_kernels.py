@@ -4,7 +4,7 @@ training shapes (batch 16, 16 heads, seq 128 and 512, hidden 1024), fp32 and bf1
 Prints the speedup over eager and the achieved bandwidth (the minimum bytes each op must move, over its
 time) as a share of a plain memory copy measured in the same run.
 
-    python benchmarks/bench_kernels.py [--repeats 5] [--seqs 128 512]
+    python benchmarks/bench_kernels.py [--repeats 9] [--seqs 128 512]
 """
 
 from __future__ import annotations
@@ -67,21 +67,23 @@ def cases(seq: int) -> list[Case]:
     ]
 
 
-def time_forward_backward(function: Callable[..., torch.Tensor], inputs: list, repeats: int) -> float:
-    """Median seconds of forward + backward after two warm-ups."""
-    grad = None
-    times = []
+def time_forward_backward(functions: list[Callable[..., torch.Tensor]], inputs: list, repeats: int) -> list[float]:
+    """Median seconds of forward + backward of each function after two warm-ups, the functions taking turns
+    within each repetition so that drift in the machine's speed falls on all of them alike."""
+    grads: list[torch.Tensor | None] = [None] * len(functions)
+    times: list[list[float]] = [[] for _ in functions]
     for i in range(repeats + 2):
-        for tensor in inputs:
-            tensor.grad = None
-        start = time.perf_counter()
-        out = function(*inputs)
-        if grad is None:
-            grad = torch.ones_like(out)
-        out.backward(grad)
-        if i > 1:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for which, function in enumerate(functions):
+            for tensor in inputs:
+                tensor.grad = None
+            start = time.perf_counter()
+            out = function(*inputs)
+            if grads[which] is None:
+                grads[which] = torch.ones_like(out)
+            out.backward(grads[which])
+            if i > 1:
+                times[which].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def copy_bandwidth(n_bytes: int = 64 * 2**20, repeats: int = 10) -> float:
@@ -100,7 +102,7 @@ def copy_bandwidth(n_bytes: int = 64 * 2**20, repeats: int = 10) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--seqs", type=int, nargs="+", default=[128, 512])
     args = parser.parse_args()
     if _extension.compiled_ops() is None:
@@ -115,8 +117,7 @@ def main() -> None:
         for case in cases(seq):
             for dtype in (torch.float32, torch.bfloat16):
                 inputs = case.inputs(dtype)
-                eager = time_forward_backward(case.eager, inputs, args.repeats)
-                fused = time_forward_backward(case.fused, inputs, args.repeats)
+                eager, fused = time_forward_backward([case.eager, case.fused], inputs, args.repeats)
                 achieved = case.bytes_moved(dtype) / fused
                 print(f"| {case.name} | {seq} | {str(dtype).removeprefix('torch.')} | {eager * 1e3:.1f} | "
                       f"{fused * 1e3:.1f} | {eager / fused:.2f}x | {achieved / 1e9:.1f} | "
