@@ -55,6 +55,10 @@ def cases(seq: int) -> list[Case]:
              lambda dt: [rand(scores, dt)], lambda dt: 5 * _n_bytes(scores, dt)),
         Case("bias_gelu", bias_gelu, lambda x, b: F.gelu(x + b),
              lambda dt: [rand(ffn, dt), rand(ffn[-1:], dt)], lambda dt: 5 * _n_bytes(ffn, dt)),
+        # The tanh approximation: Megatron's fused GeLU, kept by models converted from Megatron-LM.
+        Case("bias_gelu_tanh", lambda x, b: bias_gelu(x, b, approximate="tanh"),
+             lambda x, b: F.gelu(x + b, approximate="tanh"),
+             lambda dt: [rand(ffn, dt), rand(ffn[-1:], dt)], lambda dt: 5 * _n_bytes(ffn, dt)),
         Case("layer_norm", lambda x, w, b: layer_norm(x, w, b, 1e-5),
              lambda x, w, b: F.layer_norm(x, x.shape[-1:], w, b, 1e-5),
              lambda dt: [rand(hidden, dt), rand(hidden[-1:], dt), rand(hidden[-1:], dt)],

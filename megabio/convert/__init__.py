@@ -12,7 +12,13 @@ from typing import Any
 import torch
 
 from megabio.config import ModelConfig
-from megabio.convert.checkpoint import LATEST, read_checkpoint, read_checkpoint_config, write_checkpoint
+from megabio.convert.checkpoint import (
+    LATEST,
+    read_checkpoint,
+    read_checkpoint_config,
+    shard_for_rank,
+    write_checkpoint,
+)
 from megabio.convert.hf import BERT, MEGATRON_BERT, ConversionError, config_from_hf, config_to_hf, export_hf, import_hf
 from megabio.model import BertForPretraining
 from megabio.parallel import ParallelState
@@ -177,25 +183,29 @@ def pretrained_config(path: str | os.PathLike) -> tuple[ModelConfig, Path]:
     return config, directory / "vocab.txt"
 
 
+def _read_shard(path: str | os.PathLike, state: ParallelState, config: ModelConfig | None = None
+                ) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
+    """(this TP rank's shard, the checkpoint's config, info) of a megabio or Hugging Face checkpoint; only
+    this rank's shard is built, for a model of `config`'s shape (default: the checkpoint's)."""
+    full, source_config, info = read_any(path, detect_format(path))
+    _check_vocab_file(Path(info["vocab"]), source_config)
+    shard = shard_for_rank(full, config or source_config, state.tp_size, state.tp_rank)
+    return shard, source_config, info
+
+
 def pretrained_shard(path: str | os.PathLike, config: ModelConfig, state: ParallelState) -> dict[str, torch.Tensor]:
     """This TP rank's shard, for a model of `config`'s shape, of a megabio or Hugging Face checkpoint."""
-    from megabio.convert.checkpoint import shard_for_rank
-
-    full, _, _ = read_any(path, detect_format(path))
-    return shard_for_rank(full, config, state.tp_size, state.tp_rank)
+    return _read_shard(path, state, config)[0]
 
 
 def load_pretrained(path: str | os.PathLike, parallel_state: ParallelState | None = None):
     """(BertForPretraining, tokenizer) from a megabio checkpoint or a Hugging Face BERT / MegatronBert
     directory. The tokenizer (HF `tokenizers` WordPiece) encodes text to the ids the model expects."""
-    from megabio.convert.checkpoint import shard_for_rank
     from megabio.tokenizer.wordpiece import load_wordpiece
 
     state_ = parallel_state or ParallelState.single()
-    full, config, info = read_any(path, detect_format(path))
-    _check_vocab_file(Path(info["vocab"]), config)
+    shard, config, info = _read_shard(path, state_)
     model = BertForPretraining(config, state_)
-    shard = shard_for_rank(full, config, state_.tp_size, state_.tp_rank)  # only this rank's, not all of them
     missing = [n for n, p in model.named_parameters() if n not in shard]
     if missing:
         raise ConversionError(f"{path}: the checkpoint lacks {missing[0]}")
