@@ -1,23 +1,43 @@
-// residual + dropout(x + bias). Training draws its keep-mask from a Philox stream keyed by one 64-bit
+// residual + dropout(x + bias). Training draws its keep-mask from Philox (philox.h) keyed by one 64-bit
 // draw from torch's default CPU generator, so the result depends only on that generator's state (not
 // on the thread count) and megabio's RNG tracker controls it by swapping the default state. The mask
 // is returned for the backward.
 #include <ATen/CPUGeneratorImpl.h>
-#include <ATen/core/PhiloxRNGEngine.h>
 
 #include <mutex>
 
 #include "common.h"
+#include "philox.h"
 
 namespace megabio {
 namespace {
-
-constexpr int64_t kChunk = 4096;  // elements per Philox subsequence
 
 uint64_t draw_seed() {
   auto* gen = at::get_generator_or_default<at::CPUGeneratorImpl>(std::nullopt, at::detail::getDefaultCPUGenerator());
   std::lock_guard<std::mutex> lock(gen->mutex_);
   return gen->random64();
+}
+
+// Per-element multipliers of a chunk: `scale` where the mask keeps, 0 where it drops.
+// Arithmetic rather than a select on each bool, so that the compiler vectorizes it.
+template <typename A>
+C10_ALWAYS_INLINE void keep_to_scale(const bool* keep, A scale, A* out, int64_t n) {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(keep);
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<A>(bytes[i]) * scale;
+}
+
+// Runs body(first, last, multipliers) over chunks of kPhiloxChunk elements in parallel, with a per-chunk
+// scratch of kPhiloxChunk multipliers (padded, so vector loads may run past `last`).
+template <typename A, typename Body>
+void for_each_chunk(int64_t n, Body body) {
+  const int64_t chunks = (n + kPhiloxChunk - 1) / kPhiloxChunk;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    alignas(64) A multipliers[kPhiloxChunk + kParamPadding];
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      const int64_t first = chunk * kPhiloxChunk;
+      body(chunk, first, std::min(n, first + kPhiloxChunk), multipliers);
+    }
+  });
 }
 
 std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
@@ -40,34 +60,38 @@ std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
   auto mask = training ? at::empty(xc.sizes(), xc.options().dtype(at::kBool)) : at::empty({0}, xc.options().dtype(at::kBool));
   const int64_t n = xc.numel();
   const uint64_t seed = training ? draw_seed() : 0;
+  // Keep when a 16-bit uniform draw is >= p * 2^16: probability 1 - p to within 2^-17.
+  const auto threshold = static_cast<uint32_t>(std::lround(p * 65536.0));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "bias_dropout_add_forward", [&] {
     using A = acc_t<scalar_t>;
-    const auto b = has_bias ? to_acc_vector<scalar_t>(*bias_opt) : std::vector<A>();
+    using V = AccVec<scalar_t>;
+    // The bias (zeros without one), padded so that a vector load at any column stays inside.
+    std::vector<A> b(width + kParamPadding, A(0));
+    if (has_bias) at::vec::convert(bias_opt->contiguous().data_ptr<scalar_t>(), b.data(), width);
     const scalar_t* in = xc.data_ptr<scalar_t>();
     const scalar_t* res = rc.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
     bool* m = training ? mask.data_ptr<bool>() : nullptr;
-    const A keep_scale = training ? A(1) / (A(1) - static_cast<A>(p)) : A(1);
-    // A uniform u in [0, 1) from the top 24 bits; keep when u >= p, i.e. with probability 1 - p.
-    const uint32_t threshold = static_cast<uint32_t>(p * 16777216.0);
-    // Fixed-size chunks, each with its own Philox subsequence: the numbers depend only on the element
-    // index, never on how chunks are spread over threads.
-    const int64_t chunks = (n + kChunk - 1) / kChunk;
-    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t chunk = begin; chunk < end; ++chunk) {
-        at::Philox4_32 engine(seed, static_cast<uint64_t>(chunk), 0);
-        const int64_t first = chunk * kChunk, last = std::min(n, first + kChunk);
-        int64_t col = first % width;  // the bias column, advanced without a division per element
-        for (int64_t i = first; i < last; ++i) {
-          A v = static_cast<A>(in[i]) + (has_bias ? b[col] : A(0));
-          if (++col == width) col = 0;
-          if (training) {
-            const bool keep = (engine() >> 8) >= threshold;
-            m[i] = keep;
-            v = keep ? v * keep_scale : A(0);
-          }
-          o[i] = static_cast<scalar_t>(static_cast<A>(res[i]) + v);
-        }
+    const A keep_scale = A(1) / (A(1) - static_cast<A>(p));
+    for_each_chunk<A>(n, [&](int64_t chunk, int64_t first, int64_t last, A* multipliers) {
+      if (training) {
+        philox_keep_mask(seed, static_cast<uint64_t>(chunk), threshold, last - first,
+                         reinterpret_cast<uint8_t*>(m + first));
+        keep_to_scale(m + first, keep_scale, multipliers, last - first);
+      } else {
+        std::fill(multipliers, multipliers + (last - first), A(1));
+      }
+      // Row by row, so that the bias is one contiguous run per segment.
+      for (int64_t i = first; i < last;) {
+        const int64_t col = i % width, len = std::min(last - i, width - col);
+        const A* bias_at = b.data() + col;
+        const A* scale_at = multipliers + (i - first);
+        map_row<scalar_t>(
+            [&](int64_t j, V xv, V rv) MEGABIO_INLINE_LAMBDA {
+              return rv + (xv + V::loadu(bias_at + j)) * V::loadu(scale_at + j);
+            },
+            o + i, len, in + i, res + i);
+        i += len;
       }
     });
   });
@@ -81,17 +105,17 @@ at::Tensor bias_dropout_add_backward(const at::Tensor& grad, const at::Tensor& m
   TORCH_CHECK(p >= 0.0 && p < 1.0, "dropout probability p=", p, " must be in [0, 1)");
   auto gc = grad.contiguous(), mc = mask.contiguous();
   auto dx = at::empty_like(gc);
-  const int64_t n = gc.numel();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "bias_dropout_add_backward", [&] {
     using A = acc_t<scalar_t>;
+    using V = AccVec<scalar_t>;
     const A keep_scale = A(1) / (A(1) - static_cast<A>(p));
     const scalar_t* g = gc.data_ptr<scalar_t>();
     const bool* m = mc.data_ptr<bool>();
     scalar_t* o = dx.data_ptr<scalar_t>();
-    at::parallel_for(0, n, 32768, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        o[i] = static_cast<scalar_t>(m[i] ? static_cast<A>(g[i]) * keep_scale : A(0));
-      }
+    for_each_chunk<A>(gc.numel(), [&](int64_t, int64_t first, int64_t last, A* multipliers) {
+      keep_to_scale(m + first, keep_scale, multipliers, last - first);
+      map_row<scalar_t>([&](int64_t j, V gv) MEGABIO_INLINE_LAMBDA { return gv * V::loadu(multipliers + j); },
+                        o + first, last - first, g + first);
     });
   });
   return dx;

@@ -67,6 +67,28 @@ def test_independent_of_thread_count():
     assert torch.equal(*outputs)
 
 
+def test_mask_depends_only_on_element_index():
+    # Whole 128-element groups are drawn sixteen counters at a time (AVX-512), a group's tail one counter
+    # at a time: a prefix of the input must see exactly the prefix of the full mask.
+    x = torch.ones(2 * 4096 + 300)
+    masks = {}
+    for n in (x.numel(), 4096 + 257, 4095, 130, 5):
+        torch.manual_seed(11)
+        masks[n] = bias_dropout_add(x[:n], None, torch.zeros(n), 0.5, training=True) != 0
+    full = masks.pop(x.numel())
+    for n, mask in masks.items():
+        assert torch.equal(mask, full[:n]), f"the mask of the first {n} elements differs"
+
+
+def test_neighbouring_draws_are_uncorrelated():
+    # Elements 1, 16 and 64 apart come from other lanes, words and halves of the same Philox blocks.
+    torch.manual_seed(0)
+    kept = (bias_dropout_add(torch.ones(1 << 20), None, torch.zeros(1 << 20), 0.5, training=True) != 0).float()
+    for shift in (1, 16, 64, 128):
+        correlation = torch.corrcoef(torch.stack([kept[:-shift], kept[shift:]]))[0, 1].item()
+        assert abs(correlation) < 0.01, f"elements {shift} apart correlate: {correlation:.4f}"
+
+
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_keep_rate_over_a_million_elements(p):
     x = torch.ones(1000, 1000)
