@@ -4,7 +4,11 @@ training shapes (batch 16, 16 heads, seq 128 and 512, hidden 1024), fp32 and bf1
 Prints the speedup over eager and the achieved bandwidth (the minimum bytes each op must move, over its
 time) as a share of a plain memory copy measured in the same run.
 
-    python benchmarks/bench_kernels.py [--repeats 9] [--seqs 128 512]
+    python benchmarks/bench_kernels.py [--repeats 9] [--seqs 128 512] [--allocator tcmalloc|system]
+
+With tcmalloc installed the script re-runs itself on it (see megabio.cpu_allocator): every op, eager or
+fused, allocates its outputs, and under glibc's malloc their first touch (page faults) costs as much as
+the memory-bound kernels' work on a virtual machine.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from megabio.cpu_allocator import active_allocator, rerun_with_tcmalloc
 from megabio.kernels import _extension, bias_dropout_add, bias_gelu, layer_norm, scaled_masked_softmax
 from megabio.kernels.scaled_masked_softmax import scaled_masked_softmax_reference
 
@@ -108,13 +113,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--seqs", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--allocator", choices=["tcmalloc", "system"], default="tcmalloc",
+                        help="tcmalloc (when installed) or the system malloc")
     args = parser.parse_args()
+    if args.allocator == "tcmalloc":
+        rerun_with_tcmalloc()
     if _extension.compiled_ops() is None:
         raise SystemExit(f"compiled kernels unavailable: {_extension.status()}")
     bandwidth = copy_bandwidth()
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}; forward + backward, median of "
-          f"{args.repeats}; memory copy {bandwidth / 1e9:.1f} GB/s. Both sides allocate their outputs, whose "
-          f"first touch (page faults) counts in their time.")
+          f"{args.repeats}; memory copy {bandwidth / 1e9:.1f} GB/s; {active_allocator()}. Both sides allocate "
+          f"their outputs, whose first touch (page faults) counts in their time.")
     print("| op | seq | dtype | eager ms | fused ms | speedup | fused GB/s | % of copy |")
     print("|---|---|---|---|---|---|---|---|")
     for seq in args.seqs:

@@ -6,7 +6,10 @@ dense model) as a share of a large matmul's FLOP/s measured here too. megabio ru
 pure-PyTorch reference ops (MEGABIO_KERNELS=reference), with the fused kernels, and with the fused kernels
 and the MLM head evaluated only at the labelled positions (logits_at_labels_only).
 
-    python benchmarks/bench_model.py [--batch 16 --seq 128 --steps 5]
+    python benchmarks/bench_model.py [--batch 16 --seq 128 --steps 5] [--allocator tcmalloc|system]
+
+The four models take turns step by step, so drift in the machine's speed falls on all of them. With
+tcmalloc installed the script re-runs itself on it (megabio.cpu_allocator), for both sides.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable
 import torch
 
 from megabio.config import ModelConfig
+from megabio.cpu_allocator import active_allocator, rerun_with_tcmalloc
 from megabio.model import IGNORE_INDEX, BertForPretraining
 
 
@@ -90,18 +94,33 @@ def transformers_step(config: ModelConfig) -> Callable[[dict], torch.Tensor]:
     return step
 
 
-def time_steps(step: Callable[[dict], torch.Tensor], batch: dict, steps: int, bf16: bool) -> float:
-    """Median seconds per step after one warm-up step."""
+def time_steps(steps: list[Callable[[dict], torch.Tensor]], batch: dict, repeats: int, bf16: bool) -> list[float]:
+    """Median seconds per step of each step function after one warm-up step, the functions taking turns
+    within each repetition so that drift in the machine's speed falls on all of them alike."""
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    times = []
-    for i in range(steps + 1):
-        start = time.perf_counter()
-        with autocast:
-            loss = step(batch)
-        assert torch.isfinite(loss), "loss is not finite"
-        if i:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in steps]
+    for i in range(repeats + 1):
+        for which, step in enumerate(steps):
+            start = time.perf_counter()
+            with autocast:
+                loss = step(batch)
+            assert torch.isfinite(loss), "loss is not finite"
+            if i:
+                times[which].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def with_kernels(mode: str, step: Callable[[dict], torch.Tensor]) -> Callable[[dict], torch.Tensor]:
+    """`step` run with MEGABIO_KERNELS=mode (read by megabio.kernels on every call)."""
+
+    def run(batch: dict) -> torch.Tensor:
+        os.environ["MEGABIO_KERNELS"] = mode
+        try:
+            return step(batch)
+        finally:
+            os.environ.pop("MEGABIO_KERNELS")
+
+    return run
 
 
 def main() -> None:
@@ -110,14 +129,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--allocator", choices=["tcmalloc", "system"], default="tcmalloc",
+                        help="tcmalloc (when installed) or the system malloc, for both models")
     args = parser.parse_args()
+    if args.allocator == "tcmalloc":
+        rerun_with_tcmalloc()
 
     config = ModelConfig.from_preset(args.preset)
     batch = make_batch(config, args.batch, args.seq)
     tokens = args.batch * args.seq
     flops = training_flops(config, args.batch, args.seq)
     print(f"preset {args.preset}, batch {args.batch} x seq {args.seq}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}; median of {args.steps} steps")
+          f"torch {torch.__version__}, {active_allocator()}; median of {args.steps} steps, the models taking turns")
     print("| precision | megabio | tok/s | transformers tok/s | ratio | megabio GFLOP/s | matmul GFLOP/s "
           "| % of matmul |")
     print("|---|---|---|---|---|---|---|---|")
@@ -126,16 +149,17 @@ def main() -> None:
         ("fused kernels, labelled logits", "auto", True))
     for precision, bf16 in (("fp32", False), ("bf16", True)):
         torch.manual_seed(0)
-        theirs = time_steps(transformers_step(config), batch, args.steps, bf16)
-        peak = matmul_flops_per_second(torch.bfloat16 if bf16 else torch.float32)
-        for name, kernels, labelled_only in variants:
-            os.environ["MEGABIO_KERNELS"] = kernels  # read by megabio.kernels on every call
+        steps = [transformers_step(config)]
+        for _, kernels, labelled_only in variants:
             torch.manual_seed(0)
-            ours = time_steps(megabio_step(config, labelled_only), batch, args.steps, bf16)
+            steps.append(with_kernels(kernels, megabio_step(config, labelled_only)))
+        theirs, *ours_by_variant = time_steps(steps, batch, args.steps, bf16)
+        peak = matmul_flops_per_second(torch.bfloat16 if bf16 else torch.float32)
+        for (name, _, _), ours in zip(variants, ours_by_variant, strict=True):
             achieved = flops / ours
             print(f"| {precision} | {name} | {tokens / ours:,.0f} | {tokens / theirs:,.0f} | {theirs / ours:.2f}x | "
                   f"{achieved / 1e9:.0f} | {peak / 1e9:.0f} | {100 * achieved / peak:.0f}% |", flush=True)
-    os.environ.pop("MEGABIO_KERNELS")
+        del steps  # free these four models before the next precision builds its own
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from megabio.config import ConfigError, ModelConfig
+from megabio.cpu_allocator import tcmalloc_hint
 from megabio.model import IGNORE_INDEX, BertForPretraining
 from megabio.parallel import ParallelState, finalize_model_grads
 from megabio.training.checkpointing import load_checkpoint, save_checkpoint
@@ -125,6 +126,8 @@ def pretrain(model_config: ModelConfig, config: TrainConfig, dataset, state: Par
     stop = stop or StopFlag()
     num_micro = config.num_micro_batches(state.dp_size)
     device = training_device()
+    if device.type == "cpu" and (hint := tcmalloc_hint()):
+        log(hint)
     torch.manual_seed(config.seed)
     model = BertForPretraining(model_config, state)
     if initial_weights is not None:
