@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from megabio.cpu_allocator import active_allocator, rerun_with_tcmalloc
-from megabio.kernels import _extension, bias_dropout_add, bias_gelu, layer_norm, scaled_masked_softmax
+from megabio.kernels import _extension, bias_dropout_add, bias_gelu, dropout, layer_norm, scaled_masked_softmax
 from megabio.kernels.scaled_masked_softmax import scaled_masked_softmax_reference
 
 BATCH, HEADS, HIDDEN = 16, 16, 1024
@@ -68,6 +68,10 @@ def cases(seq: int) -> list[Case]:
              lambda x, w, b: F.layer_norm(x, x.shape[-1:], w, b, 1e-5),
              lambda dt: [rand(hidden, dt), rand(hidden[-1:], dt), rand(hidden[-1:], dt)],
              lambda dt: 5 * _n_bytes(hidden, dt)),
+        # Attention-probability dropout: forward reads x, writes out and a 1-byte mask; backward reads grad
+        # and mask, writes dx.
+        Case("dropout", lambda x: dropout(x, 0.1, True), lambda x: F.dropout(x, 0.1, True),
+             lambda dt: [rand(scores, dt)], lambda dt: 4 * _n_bytes(scores, dt) + 2 * _n_bytes(scores, torch.bool)),
         # Forward reads x and residual, writes out and a 1-byte mask; backward reads grad and mask, writes dx.
         Case("bias_dropout_add", lambda x, b, r: bias_dropout_add(x, b, r, 0.1, True),
              lambda x, b, r: r + F.dropout(x + b, 0.1, True),

@@ -12,7 +12,8 @@ TORCH_LIBRARY(megabio, m) {
   m.def(
       "layer_norm_backward(Tensor grad, Tensor x, Tensor mean, Tensor rstd, Tensor weight)"
       " -> (Tensor, Tensor, Tensor)");
-  m.def("bias_dropout_add_forward(Tensor x, Tensor? bias, Tensor residual, float p) -> (Tensor, Tensor)");
+  // residual + dropout(x + bias); without a residual (and bias), plain dropout.
+  m.def("bias_dropout_add_forward(Tensor x, Tensor? bias, Tensor? residual, float p) -> (Tensor, Tensor)");
   m.def("bias_dropout_add_backward(Tensor grad, Tensor mask, float p) -> Tensor");
 }
 

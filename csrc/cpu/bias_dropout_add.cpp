@@ -1,4 +1,4 @@
-// residual + dropout(x + bias). Training draws its keep-mask from Philox (philox.h) keyed by one 64-bit
+// residual + dropout(x + bias), or dropout(x) alone (attention probabilities). Training draws its keep-mask from Philox (philox.h) keyed by one 64-bit
 // draw from torch's default CPU generator, so the result depends only on that generator's state (not
 // on the thread count) and megabio's RNG tracker controls it by swapping the default state. The mask
 // is returned for the backward.
@@ -42,10 +42,15 @@ void for_each_chunk(int64_t n, Body body) {
 
 std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
                                                             const std::optional<at::Tensor>& bias_opt,
-                                                            const at::Tensor& residual, double p) {
+                                                            const std::optional<at::Tensor>& residual_opt,
+                                                            double p) {
   check_cpu_floating(x, "x");
-  check_same_dtype(x, residual, "x", "residual");
-  TORCH_CHECK(x.sizes() == residual.sizes(), "x ", x.sizes(), " and residual ", residual.sizes(), " differ");
+  const bool has_residual = residual_opt.has_value() && residual_opt->defined();
+  if (has_residual) {
+    check_same_dtype(x, *residual_opt, "x", "residual");
+    TORCH_CHECK(x.sizes() == residual_opt->sizes(), "x ", x.sizes(), " and residual ", residual_opt->sizes(),
+                " differ");
+  }
   TORCH_CHECK(p >= 0.0 && p < 1.0, "dropout probability p=", p, " must be in [0, 1)");
   const bool has_bias = bias_opt.has_value() && bias_opt->defined();
   const int64_t width = x.dim() ? x.size(-1) : 1;
@@ -54,7 +59,8 @@ std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
     TORCH_CHECK(bias_opt->dim() == 1 && bias_opt->size(0) == width, "bias must be [", width, "], got ",
                 bias_opt->sizes());
   }
-  auto xc = x.contiguous(), rc = residual.contiguous();
+  auto xc = x.contiguous();
+  auto rc = has_residual ? residual_opt->contiguous() : at::Tensor();
   auto out = at::empty_like(xc);
   const bool training = p > 0.0;
   auto mask = training ? at::empty(xc.sizes(), xc.options().dtype(at::kBool)) : at::empty({0}, xc.options().dtype(at::kBool));
@@ -69,7 +75,7 @@ std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
     std::vector<A> b(width + kParamPadding, A(0));
     if (has_bias) at::vec::convert(bias_opt->contiguous().data_ptr<scalar_t>(), b.data(), width);
     const scalar_t* in = xc.data_ptr<scalar_t>();
-    const scalar_t* res = rc.data_ptr<scalar_t>();
+    const scalar_t* res = has_residual ? rc.data_ptr<scalar_t>() : nullptr;
     scalar_t* o = out.data_ptr<scalar_t>();
     bool* m = training ? mask.data_ptr<bool>() : nullptr;
     const A keep_scale = A(1) / (A(1) - static_cast<A>(p));
@@ -86,11 +92,15 @@ std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
         const int64_t col = i % width, len = std::min(last - i, width - col);
         const A* bias_at = b.data() + col;
         const A* scale_at = multipliers + (i - first);
-        map_row<scalar_t>(
-            [&](int64_t j, V xv, V rv) MEGABIO_INLINE_LAMBDA {
-              return rv + (xv + V::loadu(bias_at + j)) * V::loadu(scale_at + j);
-            },
-            o + i, len, in + i, res + i);
+        const auto branch = [bias_at, scale_at](int64_t j, V xv) MEGABIO_INLINE_LAMBDA {
+          return (xv + V::loadu(bias_at + j)) * V::loadu(scale_at + j);
+        };
+        if (res != nullptr) {
+          map_row<scalar_t>([&](int64_t j, V xv, V rv) MEGABIO_INLINE_LAMBDA { return rv + branch(j, xv); },
+                            o + i, len, in + i, res + i);
+        } else {
+          map_row<scalar_t>(branch, o + i, len, in + i);
+        }
         i += len;
       }
     });

@@ -1,5 +1,5 @@
-// residual + dropout(x + bias) with a Philox keep-mask drawn from torch's CUDA generator (so the RNG
-// tracker controls it); the mask is returned for the backward.
+// residual + dropout(x + bias), or dropout(x) alone, with a Philox keep-mask drawn from torch's CUDA
+// generator (so the RNG tracker controls it); the mask is returned for the backward.
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/detail/UnpackRaw.cuh>
 #include <curand_kernel.h>
@@ -42,7 +42,7 @@ __global__ void bias_dropout_add_kernel(const T* __restrict__ x, const T* __rest
         mask[i] = keep;
         v = keep ? v * keep_scale : 0.0f;
       }
-      out[i] = from_float<T>(to_float(residual[i]) + v);
+      out[i] = from_float<T>((residual ? to_float(residual[i]) : 0.0f) + v);
     }
   }
 }
@@ -58,11 +58,15 @@ __global__ void dropout_backward_kernel(const T* __restrict__ grad, const bool* 
 
 std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
                                                             const std::optional<at::Tensor>& bias_opt,
-                                                            const at::Tensor& residual, double p) {
+                                                            const std::optional<at::Tensor>& residual_opt,
+                                                            double p) {
   check_cuda_floating(x, "x");
-  check_same_dtype(x, residual, "x", "residual");
-  TORCH_CHECK(x.sizes() == residual.sizes() && residual.device() == x.device(), "x ", x.sizes(), " and residual ",
-              residual.sizes(), " must match in shape and device");
+  const bool has_residual = residual_opt.has_value() && residual_opt->defined();
+  if (has_residual) {
+    check_same_dtype(x, *residual_opt, "x", "residual");
+    TORCH_CHECK(x.sizes() == residual_opt->sizes() && residual_opt->device() == x.device(), "x ", x.sizes(),
+                " and residual ", residual_opt->sizes(), " must match in shape and device");
+  }
   TORCH_CHECK(p >= 0.0 && p < 1.0, "dropout probability p=", p, " must be in [0, 1)");
   const bool has_bias = bias_opt.has_value() && bias_opt->defined();
   const int64_t width = x.dim() ? x.size(-1) : 1;
@@ -72,7 +76,8 @@ std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
                 "bias must be [", width, "] on ", x.device(), ", got ", bias_opt->sizes());
   }
   c10::cuda::CUDAGuard guard(x.device());
-  auto xc = x.contiguous(), rc = residual.contiguous();
+  auto xc = x.contiguous();
+  auto rc = has_residual ? residual_opt->contiguous() : at::Tensor();
   auto bc = has_bias ? bias_opt->contiguous() : at::Tensor();
   auto out = at::empty_like(xc);
   const bool training = p > 0.0;
@@ -92,7 +97,8 @@ std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
   }
   MEGABIO_DISPATCH_CUDA_TYPES(x.scalar_type(), "bias_dropout_add_forward_cuda", [&] {
     bias_dropout_add_kernel<scalar_t><<<blocks, kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        xc.data_ptr<scalar_t>(), has_bias ? bc.data_ptr<scalar_t>() : nullptr, rc.data_ptr<scalar_t>(),
+        xc.data_ptr<scalar_t>(), has_bias ? bc.data_ptr<scalar_t>() : nullptr,
+        has_residual ? rc.data_ptr<scalar_t>() : nullptr,
         out.data_ptr<scalar_t>(), training ? mask.data_ptr<bool>() : nullptr, n, width, static_cast<float>(p), philox);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from megabio.config import ModelConfig
-from megabio.kernels import scaled_masked_softmax
+from megabio.kernels import dropout, scaled_masked_softmax
 from megabio.parallel.layers import ColumnParallelLinear, InitMethod, RowParallelLinear, normal_init
 from megabio.parallel.random import MODEL_PARALLEL_RNG, RNGStatesTracker
 from megabio.parallel.sharding import divide
@@ -43,15 +43,15 @@ class ParallelSelfAttention(nn.Module):
         seq_len, batch = qkv.shape[:2]
         qkv = qkv.view(seq_len, batch, self.heads_per_rank, 3, self.head_dim)  # [s, b, np, 3, hn]
         query, key, value = qkv.permute(3, 1, 2, 0, 4).unbind(0)  # 3 x [b, np, s, hn]
-        dropout = self.config.attention_dropout if self.training else 0.0
+        p = self.config.attention_dropout if self.training else 0.0
         # Attention probabilities belong to this rank's heads only: always the model-parallel stream.
         with self.rng_tracker.fork(MODEL_PARALLEL_RNG, x.device):
             if self.config.attention_backend == "sdpa":
                 keep = None if padding_mask is None else ~padding_mask
-                context = F.scaled_dot_product_attention(query, key, value, attn_mask=keep, dropout_p=dropout)
+                context = F.scaled_dot_product_attention(query, key, value, attn_mask=keep, dropout_p=p)
             else:
                 scores = torch.matmul(query, key.transpose(-2, -1))  # [b, np, sq, sk]
                 probs = scaled_masked_softmax(scores, padding_mask, 1.0 / math.sqrt(self.head_dim))
-                context = torch.matmul(F.dropout(probs, dropout, self.training), value)  # [b, np, s, hn]
+                context = torch.matmul(dropout(probs, p, self.training), value)  # [b, np, s, hn]
         context = context.permute(2, 0, 1, 3).reshape(seq_len, batch, -1)  # [s, b, h / tp]
         return self.dense(context)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from megabio.config import ModelConfig
+from megabio.kernels import dropout
 from megabio.model.norm import LayerNorm
 from megabio.parallel.layers import VocabParallelEmbedding, normal_init
 from megabio.parallel.mappings import scatter_to_sequence_parallel_region
@@ -46,4 +46,4 @@ class BertEmbeddings(nn.Module):
         if self.layernorm is not None:
             x = self.layernorm(x)
         with self.rng_tracker.fork_if_sharded(self.state.sequence_parallel, x.device):
-            return F.dropout(x, self.config.hidden_dropout, self.training)
+            return dropout(x, self.config.hidden_dropout, self.training)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from megabio.kernels import bias_dropout_add
+from megabio.kernels import bias_dropout_add, dropout
 from megabio.kernels.bias_dropout_add import _BiasDropoutAdd, bias_dropout_add_reference
 from tests.kernels.parity import assert_parity
 
@@ -118,3 +118,38 @@ def test_bad_arguments_raise_clear_errors():
         torch.ops.megabio.bias_dropout_add_backward(torch.randn(2, 3), torch.ones(2, 3), 0.1)
     with pytest.raises(ValueError, match=r"p=1\.5"):
         bias_dropout_add(torch.randn(2), None, torch.randn(2), 1.5, True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_alone_scales_kept_elements_and_routes_gradients_through_the_mask(dtype):
+    x = (torch.rand(8, 16, 33) + 0.5).to(dtype).requires_grad_()  # nonzero, so kept elements are readable
+    p = 0.3
+    out = dropout(x, p, training=True)
+    kept = out != 0
+    tol = dict(rtol=1e-2, atol=1e-2) if dtype == torch.bfloat16 else dict(rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out[kept].float(), x[kept].float() / (1 - p), **tol)
+    assert 0.6 < kept.float().mean().item() < 0.8
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    torch.testing.assert_close(x.grad.float(), torch.where(kept, grad.float() / (1 - p), 0.0), **tol)
+
+
+def test_dropout_is_the_identity_outside_training_and_checks_p():
+    x = torch.randn(4, 5)
+    assert dropout(x, 0.5, training=False) is x
+    assert dropout(x, 0.0, training=True) is x
+    with pytest.raises(ValueError, match=r"p=1\.5"):
+        dropout(x, 1.5, training=True)
+
+
+def test_dropout_follows_the_default_generator(monkeypatch):
+    x = torch.randn(64, 64)
+    torch.manual_seed(2)
+    first = dropout(x, 0.5, training=True)
+    torch.manual_seed(2)
+    assert torch.equal(first, dropout(x, 0.5, training=True))
+    monkeypatch.setenv("MEGABIO_KERNELS", "reference")  # the reference is F.dropout itself
+    torch.manual_seed(2)
+    reference = dropout(x, 0.5, training=True)
+    torch.manual_seed(2)
+    assert torch.equal(reference, torch.nn.functional.dropout(x, 0.5, training=True))

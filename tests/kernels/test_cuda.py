@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from megabio.kernels import _extension, bias_dropout_add, bias_gelu, layer_norm, scaled_masked_softmax
+from megabio.kernels import _extension, bias_dropout_add, bias_gelu, dropout, layer_norm, scaled_masked_softmax
 from megabio.kernels.bias_dropout_add import _BiasDropoutAdd, bias_dropout_add_reference
 from megabio.kernels.bias_gelu import _BiasGelu, bias_gelu_reference
 from megabio.kernels.layer_norm import _LayerNorm, layer_norm_reference
@@ -66,3 +66,13 @@ def test_bias_dropout_add(dtype):
     torch.manual_seed(0)
     assert torch.equal(first, bias_dropout_add(ones, None, torch.zeros_like(ones), 0.3, True))
     assert abs((first != 0).float().mean().item() - 0.7) < 0.007
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_alone(dtype):
+    ones = torch.ones(1000, 1000, device="cuda", dtype=dtype)
+    torch.manual_seed(0)
+    out = dropout(ones, 0.3, True)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.007
+    torch.testing.assert_close(out[kept].float(), torch.full_like(out[kept].float(), 1 / 0.7), rtol=1e-2, atol=1e-2)
