@@ -14,7 +14,8 @@ TORCH_LIBRARY(megabio, m) {
       " -> (Tensor, Tensor, Tensor)");
   // residual + dropout(x + bias); without a residual (and bias), plain dropout.
   m.def("bias_dropout_add_forward(Tensor x, Tensor? bias, Tensor? residual, float p) -> (Tensor, Tensor)");
-  m.def("bias_dropout_add_backward(Tensor grad, Tensor mask, float p) -> Tensor");
+  // dx = grad * mask / (1 - p), and with bias_grad the bias gradient (dx summed over rows) in the same pass.
+  m.def("bias_dropout_add_backward(Tensor grad, Tensor mask, float p, bool bias_grad) -> (Tensor, Tensor)");
 }
 
 // The SIMD level the CPU kernels were compiled for (setup.py: MEGABIO_CPU_CAPABILITY) and whether this

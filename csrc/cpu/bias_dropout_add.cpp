@@ -26,13 +26,13 @@ C10_ALWAYS_INLINE void keep_to_scale(const bool* keep, A scale, A* out, int64_t 
   for (int64_t i = 0; i < n; ++i) out[i] = static_cast<A>(bytes[i]) * scale;
 }
 
-// Runs body(first, last, multipliers) over chunks of kPhiloxChunk elements in parallel, with a per-chunk
-// scratch of kPhiloxChunk multipliers (padded, so vector loads may run past `last`).
+// Runs body(chunk, first, last, multipliers) over chunks of kPhiloxChunk elements in parallel, with a
+// per-chunk scratch of kPhiloxChunk multipliers (zero-padded, so vector loads may run past `last`).
 template <typename A, typename Body>
 void for_each_chunk(int64_t n, Body body) {
   const int64_t chunks = (n + kPhiloxChunk - 1) / kPhiloxChunk;
   at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    alignas(64) A multipliers[kPhiloxChunk + kParamPadding];
+    alignas(64) A multipliers[kPhiloxChunk + kParamPadding] = {};  // loads past a chunk's end read zeros
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t first = chunk * kPhiloxChunk;
       body(chunk, first, std::min(n, first + kPhiloxChunk), multipliers);
@@ -108,13 +108,17 @@ std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
   return {out, mask};
 }
 
-at::Tensor bias_dropout_add_backward(const at::Tensor& grad, const at::Tensor& mask, double p) {
+std::tuple<at::Tensor, at::Tensor> bias_dropout_add_backward(const at::Tensor& grad, const at::Tensor& mask,
+                                                             double p, bool bias_grad) {
   check_cpu_floating(grad, "grad");
   TORCH_CHECK(mask.scalar_type() == at::kBool && mask.sizes() == grad.sizes(), "mask must be a bool tensor of shape ",
               grad.sizes(), " (from the forward), got ", mask.scalar_type(), " ", mask.sizes());
   TORCH_CHECK(p >= 0.0 && p < 1.0, "dropout probability p=", p, " must be in [0, 1)");
+  TORCH_CHECK(!bias_grad || grad.dim() >= 1, "a bias gradient needs grad of at least one dimension");
   auto gc = grad.contiguous(), mc = mask.contiguous();
   auto dx = at::empty_like(gc);
+  const int64_t width = grad.dim() ? grad.size(-1) : 1;
+  at::Tensor dbias;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad.scalar_type(), "bias_dropout_add_backward", [&] {
     using A = acc_t<scalar_t>;
     using V = AccVec<scalar_t>;
@@ -122,13 +126,32 @@ at::Tensor bias_dropout_add_backward(const at::Tensor& grad, const at::Tensor& m
     const scalar_t* g = gc.data_ptr<scalar_t>();
     const bool* m = mc.data_ptr<bool>();
     scalar_t* o = dx.data_ptr<scalar_t>();
+    // The bias gradient accumulates dx in float, per thread, before it is rounded to the storage type.
+    ThreadPartials<A> partial_dbias(bias_grad ? width : 0);
     for_each_chunk<A>(gc.numel(), [&](int64_t, int64_t first, int64_t last, A* multipliers) {
       keep_to_scale(m + first, keep_scale, multipliers, last - first);
-      map_row<scalar_t>([&](int64_t j, V gv) MEGABIO_INLINE_LAMBDA { return gv * V::loadu(multipliers + j); },
-                        o + first, last - first, g + first);
+      if (!bias_grad) {
+        map_row<scalar_t>([&](int64_t j, V gv) MEGABIO_INLINE_LAMBDA { return gv * V::loadu(multipliers + j); },
+                          o + first, last - first, g + first);
+        return;
+      }
+      A* db = partial_dbias.get();
+      for (int64_t i = first; i < last;) {  // row by row, so that each segment's columns are contiguous
+        const int64_t col = i % width, len = std::min(last - i, width - col);
+        A* db_at = db + col;
+        const A* scale_at = multipliers + (i - first);
+        // Past the segment's end map_row loads zeros, so the padding lanes of db_at add zeros.
+        map_row<scalar_t>([db_at, scale_at](int64_t j, V gv) MEGABIO_INLINE_LAMBDA {
+          const V d = gv * V::loadu(scale_at + j);
+          (V::loadu(db_at + j) + d).store(db_at + j);
+          return d;
+        }, o + i, len, g + i);
+        i += len;
+      }
     });
+    if (bias_grad) dbias = partial_dbias.reduce(grad.scalar_type());
   });
-  return dx;
+  return {dx, bias_grad ? dbias : at::empty({0}, grad.options())};
 }
 
 }  // namespace

@@ -181,6 +181,29 @@ inline A sum_map(Op op, int64_t n, const In*... inputs) {
   return reduce_map<A>([](auto a, auto b) { return a + b; }, A(0), op, n, inputs...);
 }
 
+// sum_i a[i] * b[i] over two rows of n elements of storage type T, in acc_t<T>; half-precision rows are
+// widened in registers.
+template <typename T>
+inline acc_t<T> dot_row(const T* a, const T* b, int64_t n) {
+  using A = acc_t<T>;
+  using V = AccVec<T>;
+  if constexpr (at::is_reduced_floating_point_v<T>) {
+    using VT = at::vec::Vectorized<T>;
+    constexpr int64_t k = V::size();
+    V acc0(A(0)), acc1(A(0));
+    for (int64_t i = 0; i < n; i += 2 * k) {
+      const int64_t count = std::min<int64_t>(2 * k, n - i);  // partial loads fill the rest with zeros
+      const auto [a0, a1] = at::vec::convert_to_float<T>(count == 2 * k ? VT::loadu(a + i) : VT::loadu(a + i, count));
+      const auto [b0, b1] = at::vec::convert_to_float<T>(count == 2 * k ? VT::loadu(b + i) : VT::loadu(b + i, count));
+      acc0 = at::vec::fmadd(a0, b0, acc0);
+      acc1 = at::vec::fmadd(a1, b1, acc1);
+    }
+    return at::vec::vec_reduce_all<A>([](V x, V y) { return x + y; }, acc0 + acc1);
+  } else {
+    return reduce_map<A>([](V x, V y) { return x + y; }, A(0), [](V x, V y) { return x * y; }, n, a, b);
+  }
+}
+
 // Per-thread scratch rows of type A, sized once per call.
 template <typename A>
 class ThreadBuffers {
@@ -199,9 +222,10 @@ template <typename A>
 class ThreadPartials {
  public:
   explicit ThreadPartials(int64_t width)
-      : width_(width), stride_((width + kParamPadding - 1) / kParamPadding * kParamPadding),
+      : width_(width), stride_((width + 2 * kParamPadding - 1) / kParamPadding * kParamPadding),
         data_(at::get_num_threads() * stride_, A(0)) {}
-  // This thread's partial row, padded to a multiple of kParamPadding.
+  // This thread's partial row, padded by at least kParamPadding zeros: an update may run a vector past
+  // any column.
   A* get() { return data_.data() + at::get_thread_num() * stride_; }
   at::Tensor reduce(at::ScalarType dtype) const {
     auto out = at::zeros({width_}, c10::CppTypeToScalarType<A>::value);

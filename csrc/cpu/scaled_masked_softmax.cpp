@@ -1,6 +1,6 @@
 // softmax(scale * x) over the last dim of x [b, h, sq, sk], masked keys excluded (mask: bool,
-// True = masked, broadcastable to x). Rows with every key masked give zeros. One pass per row over
-// a float copy (double for double input), statistics in float for half-precision input.
+// True = masked, broadcastable to x). Rows with every key masked give zeros. Three vectorized passes per
+// row over a float copy (double for double input) in L1: scale + mask + max, exp + sum, normalise.
 #include <limits>
 
 #include "common.h"
@@ -19,34 +19,54 @@ void softmax_forward_rows(const at::Tensor& x, const at::Tensor& mask, double sc
   const auto ms = has_mask ? mask.strides().vec() : std::vector<int64_t>(4, 0);
   using A = acc_t<T>;
   using V = AccVec<T>;
-  ThreadBuffers<A> buffers(1, sk);
+  constexpr int64_t k = V::size();
+  ThreadBuffers<A> buffers(2, sk);
   constexpr A neg_inf = -std::numeric_limits<A>::infinity();
+  const V scale_v(static_cast<A>(scale)), zero(A(0)), neg_inf_v(neg_inf);
 
   at::parallel_for(0, rows, row_grain(sk), [&](int64_t begin, int64_t end) {
+    A* buf = buffers.get(0);
+    A* masked = buffers.get(1);  // 1 where the key is masked, as arithmetic values (vector-comparable)
     for (int64_t row = begin; row < end; ++row) {
-      A* buf = buffers.get(0);
       const A* xr = load_row(x_data + row * sk, buf, sk);
-      const A s = scale;
-      at::vec::map([s](V v) { return v * V(s); }, buf, xr, sk);
       if (has_mask) {
         const int64_t q = row % sq, h = (row / sq) % heads, b = row / (sq * heads);
-        const bool* m = mask_data + b * ms[0] + h * ms[1] + q * ms[2];
-        for (int64_t j = 0; j < sk; ++j) {
-          if (m[j * ms[3]]) buf[j] = neg_inf;
+        const auto* m = reinterpret_cast<const uint8_t*>(mask_data + b * ms[0] + h * ms[1] + q * ms[2]);
+        if (ms[3] == 1) {
+          for (int64_t j = 0; j < sk; ++j) masked[j] = static_cast<A>(m[j]);  // vectorized by the compiler
+        } else {
+          for (int64_t j = 0; j < sk; ++j) masked[j] = static_cast<A>(m[j * ms[3]]);
         }
       }
-      const A max = reduce_map<A>([](V a, V b) { return at::vec::maximum(a, b); }, neg_inf, [](V v) { return v; },
-                                  sk, static_cast<const A*>(buf));
+      // Pass 1: scale, mask, running maximum.
+      V max_v = neg_inf_v;
+      for (int64_t j = 0; j < sk; j += k) {
+        const int64_t n = std::min(k, sk - j);
+        V v = V::loadu(xr + j, n) * scale_v;
+        if (has_mask) v = V::blendv(v, neg_inf_v, V::loadu(masked + j, n) != zero);
+        if (n < k) v = V::set(neg_inf_v, v, n);
+        max_v = at::vec::maximum(max_v, v);
+        v.store(buf + j, n);
+      }
+      const A max = at::vec::vec_reduce_all<A>([](V a, V b) { return at::vec::maximum(a, b); }, max_v);
       T* o = out_data + row * sk;
       if (max == neg_inf) {  // every key masked
         std::fill(o, o + sk, T(0));
         continue;
       }
-      at::vec::map([max](V v) MEGABIO_INLINE_LAMBDA { return fast_exp(v - V(max)); }, buf, buf, sk);
-      const A sum = sum_map<A>([](V v) { return v; }, sk, static_cast<const A*>(buf));
-      const A inv = A(1) / sum;
+      // Pass 2: exponentials and their sum (masked keys give exp(-inf) = 0).
+      V sum_v = zero;
+      for (int64_t j = 0; j < sk; j += k) {
+        const int64_t n = std::min(k, sk - j);
+        V e = fast_exp(V::loadu(buf + j, n) - V(max));
+        if (n < k) e = V::set(zero, e, n);
+        sum_v = sum_v + e;
+        e.store(buf + j, n);
+      }
+      const V inv(A(1) / at::vec::vec_reduce_all<A>([](V a, V b) { return a + b; }, sum_v));
+      // Pass 3: normalise into the output (through buf, then converted, for half precision).
       A* yr = output_row(o, buf);
-      at::vec::map([inv](V v) { return v * V(inv); }, yr, buf, sk);
+      at::vec::map([inv](V v) MEGABIO_INLINE_LAMBDA { return v * inv; }, yr, buf, sk);
       store_row(yr, o, sk);
     }
   });
@@ -61,18 +81,16 @@ void softmax_backward_rows(const at::Tensor& grad, const at::Tensor& probs, doub
   T* dx_data = dx.data_ptr<T>();
   using A = acc_t<T>;
   using V = AccVec<T>;
-  ThreadBuffers<A> buffers(3, sk);
+  const V s(static_cast<A>(scale));
 
   at::parallel_for(0, rows, row_grain(sk), [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const A* g = load_row(g_data + row * sk, buffers.get(0), sk);
-      const A* p = load_row(p_data + row * sk, buffers.get(1), sk);
-      A* d = output_row(dx_data + row * sk, buffers.get(2));
-      const A dot = sum_map<A>([](V a, V b) { return a * b; }, sk, g, p);
+      const T* g = g_data + row * sk;
+      const T* p = p_data + row * sk;
       // dx = scale * p * (g - <g, p>)
-      const A s = scale;
-      at::vec::map2([dot, s](V gv, V pv) { return V(s) * pv * (gv - V(dot)); }, d, g, p, sk);
-      store_row(d, dx_data + row * sk, sk);
+      const V dot(dot_row(g, p, sk));
+      map_row([s, dot](int64_t, V gv, V pv) MEGABIO_INLINE_LAMBDA { return s * pv * (gv - dot); },
+              dx_data + row * sk, sk, g, p);
     }
   });
 }

@@ -105,7 +105,8 @@ std::tuple<at::Tensor, at::Tensor> bias_dropout_add_forward(const at::Tensor& x,
   return {out, mask};
 }
 
-at::Tensor bias_dropout_add_backward(const at::Tensor& grad, const at::Tensor& mask, double p) {
+std::tuple<at::Tensor, at::Tensor> bias_dropout_add_backward(const at::Tensor& grad, const at::Tensor& mask,
+                                                             double p, bool bias_grad) {
   check_cuda_floating(grad, "grad");
   TORCH_CHECK(mask.scalar_type() == at::kBool && mask.sizes() == grad.sizes() && mask.device() == grad.device(),
               "mask must be a bool tensor of shape ", grad.sizes(), " (from the forward), got ", mask.scalar_type(),
@@ -115,13 +116,18 @@ at::Tensor bias_dropout_add_backward(const at::Tensor& grad, const at::Tensor& m
   auto gc = grad.contiguous(), mc = mask.contiguous();
   auto dx = at::empty_like(gc);
   const int64_t n = gc.numel();
-  if (n == 0) return dx;
+  TORCH_CHECK(!bias_grad || grad.dim() >= 1, "a bias gradient needs grad of at least one dimension");
+  // The bias gradient: a column sum of dx by ATen's reduction (float accumulation for half types).
+  const auto bias_gradient = [&] {
+    return bias_grad ? dx.view({-1, grad.size(-1)}).sum(0) : at::empty({0}, grad.options());
+  };
+  if (n == 0) return {dx, bias_gradient()};
   MEGABIO_DISPATCH_CUDA_TYPES(grad.scalar_type(), "bias_dropout_add_backward_cuda", [&] {
     dropout_backward_kernel<scalar_t><<<blocks_for(n, kThreads), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
         gc.data_ptr<scalar_t>(), mc.data_ptr<bool>(), dx.data_ptr<scalar_t>(), n, static_cast<float>(1.0 / (1.0 - p)));
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return dx;
+  return {dx, bias_gradient()};
 }
 
 }  // namespace

@@ -49,7 +49,8 @@ def _register_fakes() -> None:
         torch.empty_like(x), torch.empty_like(weight), torch.empty_like(weight)))
     fake("bias_dropout_add_forward")(lambda x, bias, residual, p: (
         torch.empty_like(x), x.new_empty(x.shape if p > 0 else (0,), dtype=torch.bool)))
-    fake("bias_dropout_add_backward")(lambda grad, mask, p: torch.empty_like(grad))
+    fake("bias_dropout_add_backward")(lambda grad, mask, p, bias_grad: (
+        torch.empty_like(grad), grad.new_empty(grad.shape[-1:] if bias_grad else (0,))))
 
 
 def match_dtype_under_autocast(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:

@@ -36,8 +36,12 @@ class _BiasDropoutAdd(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (mask,) = ctx.saved_tensors
-        grad_x = torch.ops.megabio.bias_dropout_add_backward(grad.contiguous(), mask, ctx.p) if ctx.p > 0 else grad
-        grad_bias = grad_x.reshape(-1, grad_x.shape[-1]).sum(0) if ctx.has_bias else None
+        if ctx.p > 0:  # the kernel sums the bias gradient in the same pass
+            grad_x, grad_bias = torch.ops.megabio.bias_dropout_add_backward(grad.contiguous(), mask, ctx.p,
+                                                                            ctx.has_bias)
+        else:
+            grad_x, grad_bias = grad, grad.reshape(-1, grad.shape[-1]).sum(0)
+        grad_bias = grad_bias if ctx.has_bias else None
         return grad_x, grad_bias, grad if ctx.has_residual else None, None
 
 
