@@ -22,7 +22,7 @@ C10_ALWAYS_INLINE std::pair<V, V> normal_cdf_and_gauss(V v) {
     return {half * (one + (v * V(A(M_SQRT1_2))).erf()), gauss};
   } else {
     const V x = (v * V(A(M_SQRT1_2))).abs();
-    const V t = one / (V(A(0.3275911)) * x + one);
+    const V t = fast_reciprocal(V(A(0.3275911)) * x + one);
     const V poly = ((((V(A(1.061405429)) * t + V(A(-1.453152027))) * t + V(A(1.421413741))) * t +
                      V(A(-0.284496736))) * t + V(A(0.254829592))) * t;
     const V erf_abs = one - poly * gauss;
@@ -39,7 +39,7 @@ C10_ALWAYS_INLINE V fast_tanh(V u) {
   if constexpr (std::is_same_v<A, double>) {
     return u.tanh();
   } else {
-    return V(A(1)) - V(A(2)) / (V(A(1)) + fast_exp(V(A(2)) * u));
+    return V(A(1)) - V(A(2)) * fast_reciprocal(V(A(1)) + fast_exp(V(A(2)) * u));
   }
 }
 

@@ -123,6 +123,20 @@ C10_ALWAYS_INLINE V fast_exp(V x) {
   return x.exp_u20();
 }
 
+// 1 / x for float vectors from AVX-512's 14-bit reciprocal estimate and one Newton step (relative error
+// ~1e-7; a quarter less time than a division here), for the finite, positive 1 + ... denominators of
+// the GeLU kernels.
+template <typename V>
+C10_ALWAYS_INLINE V fast_reciprocal(V x) {
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<V, at::vec::Vectorized<float>>) {
+    const __m512 estimate = _mm512_rcp14_ps(x);
+    return _mm512_mul_ps(estimate, _mm512_fnmadd_ps(x, estimate, _mm512_set1_ps(2.f)));
+  }
+#endif
+  return V(typename V::value_type(1)) / x;
+}
+
 // Reduces op(inputs[i]...) over i < n with `combine` (identity `init`), vectorized with four
 // independent accumulators so that the combines pipeline instead of waiting on one another.
 template <typename A, typename Combine, typename Op, typename... In>
