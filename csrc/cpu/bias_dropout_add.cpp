@@ -1,7 +1,7 @@
-// residual + dropout(x + bias), or dropout(x) alone (attention probabilities). Training draws its keep-mask from Philox (philox.h) keyed by one 64-bit
-// draw from torch's default CPU generator, so the result depends only on that generator's state (not
-// on the thread count) and megabio's RNG tracker controls it by swapping the default state. The mask
-// is returned for the backward.
+// residual + dropout(x + bias), or dropout(x) alone (attention probabilities). Training draws its
+// keep-mask from Philox (philox.h) keyed by one 64-bit draw from torch's default CPU generator, so the
+// result depends only on that generator's state (not on the thread count) and megabio's RNG tracker
+// controls it by swapping the default state. The mask is returned for the backward.
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <mutex>

@@ -1,5 +1,5 @@
-// Dropout keep-masks from Philox4x32-10 (Salmon et al., 2011; the generator of torch's and cuRAND's
-// dropout), sixteen counters at a time with AVX-512 and one at a time otherwise: the same numbers either way.
+// Dropout keep-masks from Philox4x32-10 (Salmon et al., 2011; the generator behind torch's CUDA dropout),
+// sixteen counters at a time with AVX-512 and one at a time otherwise: the same numbers either way.
 //
 // A mask is made in chunks of kPhiloxChunk elements, chunk c drawing from counters (block, 0, c_lo, c_hi)
 // under key (seed_lo, seed_hi), so a mask depends only on the seed and element index, never on threads.
@@ -23,7 +23,7 @@ constexpr int64_t kPhiloxGroup = 128;  // elements per sixteen blocks (four word
 constexpr uint32_t kPhiloxMul0 = 0xD2511F53, kPhiloxMul1 = 0xCD9E8D57;
 constexpr uint32_t kPhiloxWeyl0 = 0x9E3779B9, kPhiloxWeyl1 = 0xBB67AE85;
 
-// The four output words of one Philox4x32-10 block.
+// Replaces `counter` by the four output words of its Philox4x32-10 block under key (key0, key1).
 inline void philox_block(uint32_t counter[4], uint32_t key0, uint32_t key1) {
   for (int round = 0; round < 10; ++round) {
     const uint64_t product0 = static_cast<uint64_t>(kPhiloxMul0) * counter[0];

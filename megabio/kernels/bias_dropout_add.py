@@ -40,9 +40,9 @@ class _BiasDropoutAdd(torch.autograd.Function):
             grad_x, grad_bias = torch.ops.megabio.bias_dropout_add_backward(grad.contiguous(), mask, ctx.p,
                                                                             ctx.has_bias)
         else:
-            grad_x, grad_bias = grad, grad.reshape(-1, grad.shape[-1]).sum(0)
-        grad_bias = grad_bias if ctx.has_bias else None
-        return grad_x, grad_bias, grad if ctx.has_residual else None, None
+            grad_x = grad
+            grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0) if ctx.has_bias else None
+        return grad_x, grad_bias if ctx.has_bias else None, grad if ctx.has_residual else None, None
 
 
 def _kernel_fits(x: torch.Tensor, bias: torch.Tensor | None, residual: torch.Tensor | None) -> bool:
