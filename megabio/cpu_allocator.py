@@ -42,11 +42,16 @@ def active_allocator() -> str:
     return "system malloc"
 
 
+def _tcmalloc_to_preload() -> str | None:
+    """tcmalloc's library name when it is installed and this process runs on the system malloc."""
+    return find_tcmalloc() if active_allocator() == "system malloc" else None
+
+
 def tcmalloc_hint() -> str | None:
     """A one-line suggestion to preload tcmalloc, or None when a caching allocator is already active or
     tcmalloc is not installed."""
-    library = find_tcmalloc()
-    if active_allocator() != "system malloc" or library is None:
+    library = _tcmalloc_to_preload()
+    if library is None:
         return None
     return (f"CPU memory allocator: system malloc; LD_PRELOAD={library} (tcmalloc) avoids re-faulting the "
             f"pages of every step's tensors and speeds up CPU training")
@@ -55,8 +60,8 @@ def tcmalloc_hint() -> str | None:
 def rerun_with_tcmalloc() -> None:
     """Replaces this process with the same command under tcmalloc (same PID, so launchers are unaffected),
     when tcmalloc is installed and not yet active; otherwise returns and the process carries on as it is."""
-    library = find_tcmalloc()
-    if library is None or active_allocator() != "system malloc" or os.environ.get(_RERUN_MARK):
+    library = _tcmalloc_to_preload()
+    if library is None or os.environ.get(_RERUN_MARK):
         return
     env = dict(os.environ, **{_RERUN_MARK: "1"})
     env["LD_PRELOAD"] = " ".join(filter(None, [library, os.environ.get("LD_PRELOAD")]))

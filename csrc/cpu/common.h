@@ -10,6 +10,7 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include <tuple>
 #include <vector>
 
 #include "../checks.h"
@@ -160,6 +161,14 @@ inline A reduce_map(Combine combine, A init, Op op, int64_t n, const In*... inpu
   return at::vec::vec_reduce_all<A>([&](V a, V b) { return combine(a, b); }, total);
 }
 
+// `count` half-precision elements at p (at most one Vectorized<T>) as two float vectors, zeros past `count`.
+template <typename T>
+C10_ALWAYS_INLINE std::tuple<at::vec::Vectorized<float>, at::vec::Vectorized<float>> load_widened(const T* p,
+                                                                                                 int64_t count) {
+  using VT = at::vec::Vectorized<T>;
+  return at::vec::convert_to_float<T>(count == VT::size() ? VT::loadu(p) : VT::loadu(p, count));
+}
+
 // For i in blocks of two arithmetic vectors along a row of n elements of storage type T:
 // out[i..] = op(i, rows[i..]...), computed in acc_t<T>. Half-precision rows are converted in registers (one
 // T vector is two float vectors), never staged through memory; the last block is loaded and stored partially.
@@ -171,11 +180,9 @@ C10_ALWAYS_INLINE void map_row(Op op, T* out, int64_t n, const Rows*... rows) {
   for (int64_t i = 0; i < n; i += 2 * k) {
     const int64_t count = std::min<int64_t>(2 * k, n - i);
     if constexpr (at::is_reduced_floating_point_v<T>) {
-      using VT = at::vec::Vectorized<T>;
-      auto load = [&](const T* p) { return at::vec::convert_to_float<T>(count == 2 * k ? VT::loadu(p) : VT::loadu(p, count)); };
-      const V lo = op(i, std::get<0>(load(rows + i))...);
-      const V hi = op(i + k, std::get<1>(load(rows + i))...);
-      const VT result = at::vec::convert_from_float<T>(lo, hi);
+      const V lo = op(i, std::get<0>(load_widened(rows + i, count))...);
+      const V hi = op(i + k, std::get<1>(load_widened(rows + i, count))...);
+      const auto result = at::vec::convert_from_float<T>(lo, hi);
       count == 2 * k ? result.store(out + i) : result.store(out + i, count);
     } else {
       const int64_t first = std::min(k, count), second = count - first;
@@ -202,13 +209,12 @@ inline acc_t<T> dot_row(const T* a, const T* b, int64_t n) {
   using A = acc_t<T>;
   using V = AccVec<T>;
   if constexpr (at::is_reduced_floating_point_v<T>) {
-    using VT = at::vec::Vectorized<T>;
     constexpr int64_t k = V::size();
     V acc0(A(0)), acc1(A(0));
     for (int64_t i = 0; i < n; i += 2 * k) {
-      const int64_t count = std::min<int64_t>(2 * k, n - i);  // partial loads fill the rest with zeros
-      const auto [a0, a1] = at::vec::convert_to_float<T>(count == 2 * k ? VT::loadu(a + i) : VT::loadu(a + i, count));
-      const auto [b0, b1] = at::vec::convert_to_float<T>(count == 2 * k ? VT::loadu(b + i) : VT::loadu(b + i, count));
+      const int64_t count = std::min<int64_t>(2 * k, n - i);
+      const auto [a0, a1] = load_widened(a + i, count);
+      const auto [b0, b1] = load_widened(b + i, count);
       acc0 = at::vec::fmadd(a0, b0, acc0);
       acc1 = at::vec::fmadd(a1, b1, acc1);
     }
