@@ -8,6 +8,10 @@ TORCH_LIBRARY(megabio, m) {
   m.def("scaled_masked_softmax_backward(Tensor grad, Tensor probs, float scale) -> Tensor");
   m.def("bias_gelu_forward(Tensor x, Tensor bias, bool tanh) -> Tensor");
   m.def("bias_gelu_backward(Tensor grad, Tensor x, Tensor bias, bool tanh) -> (Tensor, Tensor)");
+  // Training without recomputation: the forward also returns gelu'(x + bias), which the backward multiplies
+  // by grad (and sums into the bias gradient).
+  m.def("bias_gelu_forward_with_derivative(Tensor x, Tensor bias, bool tanh) -> (Tensor, Tensor)");
+  m.def("bias_gelu_backward_from_derivative(Tensor grad, Tensor derivative) -> (Tensor, Tensor)");
   m.def("layer_norm_forward(Tensor x, Tensor weight, Tensor bias, float eps) -> (Tensor, Tensor, Tensor)");
   m.def(
       "layer_norm_backward(Tensor grad, Tensor x, Tensor mean, Tensor rstd, Tensor weight)"

@@ -1,8 +1,12 @@
 // gelu(x + bias) over x [..., H], bias [H]; exact (erf) or tanh-approximated. The backward fuses the
-// bias gradient (the sum of grad_x over rows) into the same pass.
+// bias gradient (the sum of grad_x over rows) into the same pass. On CPU the arithmetic, not memory, bounds
+// GeLU, so training uses the _with_derivative forward (gelu' from the same exponential, saved in place of x)
+// and a backward that only multiplies; the backward that recomputes gelu' from x serves the other devices.
 #include <cmath>
+#include <array>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "common.h"
 
@@ -43,27 +47,19 @@ C10_ALWAYS_INLINE V fast_tanh(V u) {
   }
 }
 
+// gelu(v) and its derivative. Each kernel below uses one of the two or both; inlined, the unused one's
+// arithmetic is dead code and compiled away, so one formula serves the forward, the backward and both.
 template <typename V>
-C10_ALWAYS_INLINE V gelu(V v, bool tanh_approx) {
-  using A = typename V::value_type;
-  if (tanh_approx) {
-    const V k(static_cast<A>(M_2_SQRTPI * M_SQRT1_2)), c(static_cast<A>(0.044715));
-    return V(A(0.5)) * v * (V(A(1)) + fast_tanh(k * (v + c * v * v * v)));
-  }
-  return v * normal_cdf_and_gauss(v).first;
-}
-
-template <typename V>
-C10_ALWAYS_INLINE V gelu_derivative(V v, bool tanh_approx) {
+C10_ALWAYS_INLINE std::pair<V, V> gelu_and_derivative(V v, bool tanh_approx) {
   using A = typename V::value_type;
   const V half(A(0.5)), one(A(1));
   if (tanh_approx) {
     const V k(static_cast<A>(M_2_SQRTPI * M_SQRT1_2)), c(static_cast<A>(0.044715));
     const V t = fast_tanh(k * (v + c * v * v * v));
-    return half * (one + t) + half * v * (one - t * t) * k * (one + V(A(3)) * c * v * v);
+    return {half * v * (one + t), half * (one + t) + half * v * (one - t * t) * k * (one + V(A(3)) * c * v * v)};
   }
   const auto [cdf, gauss] = normal_cdf_and_gauss(v);
-  return cdf + v * gauss * V(static_cast<A>(M_2_SQRTPI * M_SQRT1_2 * 0.5));
+  return {v * cdf, cdf + v * gauss * V(static_cast<A>(M_2_SQRTPI * M_SQRT1_2 * 0.5))};
 }
 
 void check_inputs(const at::Tensor& x, const at::Tensor& bias) {
@@ -71,71 +67,111 @@ void check_inputs(const at::Tensor& x, const at::Tensor& bias) {
   check_channel_vector(x, bias, "bias");
 }
 
-at::Tensor bias_gelu_forward(const at::Tensor& x, const at::Tensor& bias, bool tanh_approx) {
-  check_inputs(x, bias);
-  auto xc = x.contiguous();
-  auto out = at::empty_like(xc);
+// gelu(x + bias) into `out`, and with kWithDerivative also gelu'(x + bias) into `derivative`, from the same
+// exponential. Template flags keep the choices out of the per-element code.
+template <bool kTanh, bool kWithDerivative>
+void forward_rows(const at::Tensor& x, const at::Tensor& bias, at::Tensor& out, at::Tensor* derivative) {
   const int64_t width = x.size(-1), rows = width ? x.numel() / width : 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "bias_gelu_forward", [&] {
     using V = AccVec<scalar_t>;
     const auto bias_acc = to_acc_vector<scalar_t>(bias);
     const auto* b = bias_acc.data();
-    const scalar_t* in = xc.data_ptr<scalar_t>();
+    const scalar_t* in = x.data_ptr<scalar_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
+    scalar_t* d = kWithDerivative ? derivative->data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
-        if (tanh_approx) {
-          map_row([b](int64_t i, V v) MEGABIO_INLINE_LAMBDA { return gelu(v + V::loadu(b + i), true); },
-                  o + row * width, width, in + row * width);
+        const int64_t at = row * width;
+        auto both = [b](int64_t i, V v) MEGABIO_INLINE_LAMBDA {
+          return gelu_and_derivative(v + V::loadu(b + i), kTanh);
+        };
+        if constexpr (kWithDerivative) {
+          map_row_to([&](int64_t i, V v) MEGABIO_INLINE_LAMBDA {
+                       const auto [y, dy] = both(i, v);
+                       return std::array{y, dy};
+                     },
+                     std::array{o + at, d + at}, width, in + at);
         } else {
-          map_row([b](int64_t i, V v) MEGABIO_INLINE_LAMBDA { return gelu(v + V::loadu(b + i), false); },
-                  o + row * width, width, in + row * width);
+          map_row([&](int64_t i, V v) MEGABIO_INLINE_LAMBDA { return both(i, v).first; }, o + at, width, in + at);
         }
       }
     });
   });
+}
+
+at::Tensor bias_gelu_forward(const at::Tensor& x, const at::Tensor& bias, bool tanh_approx) {
+  check_inputs(x, bias);
+  auto xc = x.contiguous();
+  auto out = at::empty_like(xc);
+  tanh_approx ? forward_rows<true, false>(xc, bias, out, nullptr) : forward_rows<false, false>(xc, bias, out, nullptr);
   return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> bias_gelu_forward_with_derivative(const at::Tensor& x, const at::Tensor& bias,
+                                                                     bool tanh_approx) {
+  check_inputs(x, bias);
+  auto xc = x.contiguous();
+  auto out = at::empty_like(xc), derivative = at::empty_like(xc);
+  tanh_approx ? forward_rows<true, true>(xc, bias, out, &derivative)
+              : forward_rows<false, true>(xc, bias, out, &derivative);
+  return {out, derivative};
+}
+
+// Where the backward gets gelu'(x + bias): recomputed from x with either formula, or the forward's saved one.
+enum class DerivativeFrom { kErf, kTanh, kSaved };
+
+// dx = grad * gelu'(x + bias), with the bias gradient (dx summed over rows, in float before dx is rounded to
+// the storage type) in the same pass; `saved` is x, or the derivative itself for kSaved (bias unused).
+template <DerivativeFrom kFrom>
+std::tuple<at::Tensor, at::Tensor> backward_rows(const at::Tensor& grad, const at::Tensor& saved,
+                                                 const at::Tensor& bias) {
+  check_same_dtype(grad, saved, "grad", "the saved tensor");
+  TORCH_CHECK(grad.sizes() == saved.sizes(), "grad ", grad.sizes(), " and the saved tensor ", saved.sizes(),
+              " differ");
+  auto sc = saved.contiguous(), gc = grad.contiguous();
+  auto dx = at::empty_like(sc);
+  const int64_t width = sc.size(-1), rows = width ? sc.numel() / width : 0;
+  at::Tensor dbias;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, sc.scalar_type(), "bias_gelu_backward", [&] {
+    using A = acc_t<scalar_t>;
+    using V = AccVec<scalar_t>;
+    const auto bias_acc = kFrom == DerivativeFrom::kSaved ? std::vector<A>() : to_acc_vector<scalar_t>(bias);
+    const auto* b = bias_acc.data();
+    const scalar_t* s = sc.data_ptr<scalar_t>();
+    const scalar_t* g = gc.data_ptr<scalar_t>();
+    scalar_t* o = dx.data_ptr<scalar_t>();
+    ThreadPartials<A> partial_dbias(width);
+    at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
+      A* db = partial_dbias.get();  // padding lanes add zeros
+      auto step = [b, db](int64_t i, V gv, V sv) MEGABIO_INLINE_LAMBDA {
+        V derivative = sv;
+        if constexpr (kFrom != DerivativeFrom::kSaved) {
+          derivative = gelu_and_derivative(sv + V::loadu(b + i), kFrom == DerivativeFrom::kTanh).second;
+        }
+        const V d = gv * derivative;
+        (V::loadu(db + i) + d).store(db + i);
+        return d;
+      };
+      for (int64_t row = begin; row < end; ++row) {
+        map_row(step, o + row * width, width, g + row * width, s + row * width);
+      }
+    });
+    dbias = partial_dbias.reduce(sc.scalar_type());
+  });
+  return {dx, dbias};
 }
 
 std::tuple<at::Tensor, at::Tensor> bias_gelu_backward(const at::Tensor& grad, const at::Tensor& x,
                                                       const at::Tensor& bias, bool tanh_approx) {
   check_inputs(x, bias);
-  check_same_dtype(grad, x, "grad", "x");
-  TORCH_CHECK(grad.sizes() == x.sizes(), "grad ", grad.sizes(), " and x ", x.sizes(), " differ");
-  auto xc = x.contiguous(), gc = grad.contiguous();
-  auto dx = at::empty_like(xc);
-  const int64_t width = x.size(-1), rows = width ? x.numel() / width : 0;
-  at::Tensor dbias;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, x.scalar_type(), "bias_gelu_backward", [&] {
-    using A = acc_t<scalar_t>;
-    using V = AccVec<scalar_t>;
-    const auto bias_acc = to_acc_vector<scalar_t>(bias);
-    const auto* b = bias_acc.data();
-    const scalar_t* in = xc.data_ptr<scalar_t>();
-    const scalar_t* g = gc.data_ptr<scalar_t>();
-    scalar_t* o = dx.data_ptr<scalar_t>();
-    ThreadPartials<A> partial_dbias(width);
-    at::parallel_for(0, rows, row_grain(width), [&](int64_t begin, int64_t end) {
-      A* db = partial_dbias.get();
-      // dbias accumulates dx in float before it is rounded to the storage type (padding lanes add zeros).
-      auto step = [b, db](int64_t i, V gv, V v, bool tanh) MEGABIO_INLINE_LAMBDA {
-        const V d = gv * gelu_derivative(v + V::loadu(b + i), tanh);
-        (V::loadu(db + i) + d).store(db + i);
-        return d;
-      };
-      for (int64_t row = begin; row < end; ++row) {
-        if (tanh_approx) {
-          map_row([&step](int64_t i, V gv, V v) MEGABIO_INLINE_LAMBDA { return step(i, gv, v, true); },
-                  o + row * width, width, g + row * width, in + row * width);
-        } else {
-          map_row([&step](int64_t i, V gv, V v) MEGABIO_INLINE_LAMBDA { return step(i, gv, v, false); },
-                  o + row * width, width, g + row * width, in + row * width);
-        }
-      }
-    });
-    dbias = partial_dbias.reduce(x.scalar_type());
-  });
-  return {dx, dbias};
+  return tanh_approx ? backward_rows<DerivativeFrom::kTanh>(grad, x, bias)
+                     : backward_rows<DerivativeFrom::kErf>(grad, x, bias);
+}
+
+std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_from_derivative(const at::Tensor& grad,
+                                                                      const at::Tensor& derivative) {
+  check_cpu_floating(derivative, "derivative");
+  return backward_rows<DerivativeFrom::kSaved>(grad, derivative, derivative);
 }
 
 }  // namespace
@@ -143,6 +179,8 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward(const at::Tensor& grad, co
 TORCH_LIBRARY_IMPL(megabio, CPU, m) {
   m.impl("bias_gelu_forward", &bias_gelu_forward);
   m.impl("bias_gelu_backward", &bias_gelu_backward);
+  m.impl("bias_gelu_forward_with_derivative", &bias_gelu_forward_with_derivative);
+  m.impl("bias_gelu_backward_from_derivative", &bias_gelu_backward_from_derivative);
 }
 
 }  // namespace megabio

@@ -10,6 +10,7 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include <array>
 #include <tuple>
 #include <vector>
 
@@ -170,31 +171,40 @@ C10_ALWAYS_INLINE std::tuple<at::vec::Vectorized<float>, at::vec::Vectorized<flo
 }
 
 // For i in blocks of two arithmetic vectors along a row of n elements of storage type T:
-// out[i..] = op(i, rows[i..]...), computed in acc_t<T>. Half-precision rows are converted in registers (one
-// T vector is two float vectors), never staged through memory; the last block is loaded and stored partially.
-// `op(i, V... values) -> V` gets the element offset i so it can read (padded) parameter vectors there.
-template <typename T, typename Op, typename... Rows>
-C10_ALWAYS_INLINE void map_row(Op op, T* out, int64_t n, const Rows*... rows) {
+// {outs[0][i..], ...} = op(i, rows[i..]...), computed in acc_t<T>. Half-precision rows are converted in
+// registers (one T vector is two float vectors), never staged through memory; the last block is loaded and
+// stored partially. `op(i, V... values) -> std::array<V, M>` gets the element offset i so it can read
+// (padded) parameter vectors there.
+template <typename T, size_t M, typename Op, typename... Rows>
+C10_ALWAYS_INLINE void map_row_to(Op op, const std::array<T*, M>& outs, int64_t n, const Rows*... rows) {
   using V = AccVec<T>;
   constexpr int64_t k = V::size();
   for (int64_t i = 0; i < n; i += 2 * k) {
     const int64_t count = std::min<int64_t>(2 * k, n - i);
     if constexpr (at::is_reduced_floating_point_v<T>) {
-      const V lo = op(i, std::get<0>(load_widened(rows + i, count))...);
-      const V hi = op(i + k, std::get<1>(load_widened(rows + i, count))...);
-      const auto result = at::vec::convert_from_float<T>(lo, hi);
-      count == 2 * k ? result.store(out + i) : result.store(out + i, count);
+      const std::array<V, M> lo = op(i, std::get<0>(load_widened(rows + i, count))...);
+      const std::array<V, M> hi = op(i + k, std::get<1>(load_widened(rows + i, count))...);
+      for (size_t m = 0; m < M; ++m) {
+        const auto result = at::vec::convert_from_float<T>(lo[m], hi[m]);
+        count == 2 * k ? result.store(outs[m] + i) : result.store(outs[m] + i, count);
+      }
     } else {
       const int64_t first = std::min(k, count), second = count - first;
-      auto load = [&](const T* p, int64_t m) { return m == k ? V::loadu(p) : V::loadu(p, m); };
-      const V lo = op(i, load(rows + i, first)...);
-      first == k ? lo.store(out + i) : lo.store(out + i, first);
-      if (second > 0) {
-        const V hi = op(i + k, load(rows + i + k, second)...);
-        second == k ? hi.store(out + i + k) : hi.store(out + i + k, second);
-      }
+      auto load = [&](const T* p, int64_t c) MEGABIO_INLINE_LAMBDA { return c == k ? V::loadu(p) : V::loadu(p, c); };
+      auto store = [&](const std::array<V, M>& values, int64_t at, int64_t c) MEGABIO_INLINE_LAMBDA {
+        for (size_t m = 0; m < M; ++m) c == k ? values[m].store(outs[m] + at) : values[m].store(outs[m] + at, c);
+      };
+      store(op(i, load(rows + i, first)...), i, first);
+      if (second > 0) store(op(i + k, load(rows + i + k, second)...), i + k, second);
     }
   }
+}
+
+// map_row_to with one output: out[i..] = op(i, rows[i..]...), `op(i, V... values) -> V`.
+template <typename T, typename Op, typename... Rows>
+C10_ALWAYS_INLINE void map_row(Op op, T* out, int64_t n, const Rows*... rows) {
+  map_row_to([&op](int64_t i, auto... values) MEGABIO_INLINE_LAMBDA { return std::array{op(i, values...)}; },
+             std::array<T*, 1>{out}, n, rows...);
 }
 
 template <typename A, typename Op, typename... In>

@@ -1,5 +1,6 @@
 // gelu(x + bias) over x [..., H], bias [H], exact (erf) or tanh; elementwise in float. The bias
-// gradient is the column sum of grad_x, reduced in float by ATen.
+// gradient is the column sum of grad_x, reduced in float by ATen. Training on GPU recomputes gelu' in the
+// backward (memory, not arithmetic, bounds it there); the _with_derivative pair exists for parity with CPU.
 #include "common.cuh"
 
 namespace megabio {
@@ -45,6 +46,30 @@ __global__ void bias_gelu_backward_kernel(const T* __restrict__ grad, const T* _
   }
 }
 
+template <typename T>
+__global__ void bias_gelu_forward_with_derivative_kernel(const T* __restrict__ x, const T* __restrict__ bias,
+                                                         T* __restrict__ out, T* __restrict__ derivative, int64_t n,
+                                                         int64_t width, bool tanh_approx) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    const float v = to_float(x[i]) + to_float(bias[i % width]);
+    out[i] = from_float<T>(gelu(v, tanh_approx));
+    derivative[i] = from_float<T>(gelu_derivative(v, tanh_approx));
+  }
+}
+
+template <typename T>
+__global__ void multiply_kernel(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ out, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+    out[i] = from_float<T>(to_float(a[i]) * to_float(b[i]));
+  }
+}
+
+at::Tensor bias_grad(const at::Tensor& dx) {
+  return dx.reshape({-1, dx.size(-1)}).sum(0, /*keepdim=*/false, at::kFloat).to(dx.scalar_type());
+}
+
 void check_inputs(const at::Tensor& x, const at::Tensor& bias) {
   check_cuda_floating(x, "x");
   check_channel_vector(x, bias, "bias");
@@ -84,8 +109,47 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward(const at::Tensor& grad, co
     });
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
-  auto dbias = dx.reshape({-1, width}).sum(0, /*keepdim=*/false, at::kFloat).to(x.scalar_type());
-  return {dx, dbias};
+  return {dx, bias_grad(dx)};
+}
+
+std::tuple<at::Tensor, at::Tensor> bias_gelu_forward_with_derivative(const at::Tensor& x, const at::Tensor& bias,
+                                                                     bool tanh_approx) {
+  check_inputs(x, bias);
+  c10::cuda::CUDAGuard guard(x.device());
+  auto xc = x.contiguous(), bc = bias.contiguous();
+  auto out = at::empty_like(xc), derivative = at::empty_like(xc);
+  const int64_t n = xc.numel(), width = x.size(-1);
+  if (n == 0) return {out, derivative};
+  constexpr int threads = 256;
+  MEGABIO_DISPATCH_CUDA_TYPES(x.scalar_type(), "bias_gelu_forward_with_derivative_cuda", [&] {
+    bias_gelu_forward_with_derivative_kernel<scalar_t>
+        <<<blocks_for(n, threads), threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            xc.data_ptr<scalar_t>(), bc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+            derivative.data_ptr<scalar_t>(), n, width, tanh_approx);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {out, derivative};
+}
+
+std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_from_derivative(const at::Tensor& grad,
+                                                                      const at::Tensor& derivative) {
+  check_cuda_floating(derivative, "derivative");
+  check_same_dtype(grad, derivative, "grad", "derivative");
+  TORCH_CHECK(grad.sizes() == derivative.sizes(), "grad ", grad.sizes(), " and derivative ", derivative.sizes(),
+              " differ");
+  c10::cuda::CUDAGuard guard(grad.device());
+  auto gc = grad.contiguous(), dc = derivative.contiguous();
+  auto dx = at::empty_like(dc);
+  const int64_t n = dc.numel();
+  if (n > 0) {
+    constexpr int threads = 256;
+    MEGABIO_DISPATCH_CUDA_TYPES(grad.scalar_type(), "bias_gelu_backward_from_derivative_cuda", [&] {
+      multiply_kernel<scalar_t><<<blocks_for(n, threads), threads, 0, at::cuda::getCurrentCUDAStream()>>>(
+          gc.data_ptr<scalar_t>(), dc.data_ptr<scalar_t>(), dx.data_ptr<scalar_t>(), n);
+    });
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+  return {dx, bias_grad(dx)};
 }
 
 }  // namespace
@@ -93,6 +157,8 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward(const at::Tensor& grad, co
 TORCH_LIBRARY_IMPL(megabio, CUDA, m) {
   m.impl("bias_gelu_forward", &bias_gelu_forward);
   m.impl("bias_gelu_backward", &bias_gelu_backward);
+  m.impl("bias_gelu_forward_with_derivative", &bias_gelu_forward_with_derivative);
+  m.impl("bias_gelu_backward_from_derivative", &bias_gelu_backward_from_derivative);
 }
 
 }  // namespace cuda

@@ -38,6 +38,9 @@ def _register_fakes() -> None:
     fake("scaled_masked_softmax_backward")(lambda grad, probs, scale: torch.empty_like(probs))
     fake("bias_gelu_forward")(lambda x, bias, tanh: torch.empty_like(x))
     fake("bias_gelu_backward")(lambda grad, x, bias, tanh: (torch.empty_like(x), torch.empty_like(bias)))
+    fake("bias_gelu_forward_with_derivative")(lambda x, bias, tanh: (torch.empty_like(x), torch.empty_like(x)))
+    fake("bias_gelu_backward_from_derivative")(lambda grad, derivative: (
+        torch.empty_like(derivative), derivative.new_empty(derivative.shape[-1:])))
 
     def layer_norm_stats(x):
         stat = torch.float64 if x.dtype == torch.float64 else torch.float32

@@ -1,6 +1,10 @@
 """gelu(x + bias), exact (erf) or tanh-approximated: the approximation is always an explicit choice.
 
 Dispatch: CUDA or C++ CPU kernel (forward, and backward with the bias gradient fused), else the reference.
+On CPU, where GeLU is bound by arithmetic, the forward also writes gelu'(x + bias) from the same
+exponential and saves it in place of x (the same memory), so the backward only multiplies; on GPU, where
+memory bounds it, the backward recomputes gelu' from x as Megatron's does. In half precision the saved
+derivative is rounded once to the storage type, like x itself is when it is saved instead.
 """
 
 from __future__ import annotations
@@ -19,17 +23,30 @@ def bias_gelu_reference(x: torch.Tensor, bias: torch.Tensor | None, approximate:
     return F.gelu(x if bias is None else x + bias, approximate=approximate)
 
 
+# Devices whose training forward saves gelu' instead of recomputing it in the backward.
+_SAVES_DERIVATIVE = ("cpu",)
+
+
 class _BiasGelu(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, bias, tanh):
-        ctx.save_for_backward(x, bias)
         ctx.tanh = tanh
+        ctx.saved_derivative = x.device.type in _SAVES_DERIVATIVE and any(ctx.needs_input_grad[:2])
+        if ctx.saved_derivative:
+            out, derivative = torch.ops.megabio.bias_gelu_forward_with_derivative(x, bias, tanh)
+            ctx.save_for_backward(derivative)
+            return out
+        ctx.save_for_backward(x, bias)
         return torch.ops.megabio.bias_gelu_forward(x, bias, tanh)
 
     @staticmethod
     def backward(ctx, grad):
-        x, bias = ctx.saved_tensors
-        grad_x, grad_bias = torch.ops.megabio.bias_gelu_backward(grad.contiguous(), x, bias, ctx.tanh)
+        if ctx.saved_derivative:
+            grad_x, grad_bias = torch.ops.megabio.bias_gelu_backward_from_derivative(grad.contiguous(),
+                                                                                    *ctx.saved_tensors)
+        else:
+            grad_x, grad_bias = torch.ops.megabio.bias_gelu_backward(grad.contiguous(), *ctx.saved_tensors,
+                                                                     ctx.tanh)
         return grad_x, grad_bias, None
 
 
