@@ -1,7 +1,7 @@
 // gelu(x + bias) over x [..., H], bias [H]; exact (erf) or tanh-approximated. The backward fuses the
-// bias gradient (the sum of grad_x over rows) into the same pass. On CPU the arithmetic, not memory, bounds
-// GeLU, so training uses the _with_derivative forward (gelu' from the same exponential, saved in place of x)
-// and a backward that only multiplies; the backward that recomputes gelu' from x serves the other devices.
+// bias gradient (the sum of grad_x over rows) into the same pass. In half precision arithmetic, not memory,
+// bounds GeLU on CPU, so training there uses the _with_derivative forward (gelu' from the same exponential,
+// saved in place of x) and a backward that only multiplies; float32 recomputes gelu' from x in the backward.
 #include <cmath>
 #include <array>
 #include <type_traits>

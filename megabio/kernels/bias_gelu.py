@@ -1,10 +1,11 @@
 """gelu(x + bias), exact (erf) or tanh-approximated: the approximation is always an explicit choice.
 
 Dispatch: CUDA or C++ CPU kernel (forward, and backward with the bias gradient fused), else the reference.
-On CPU, where GeLU is bound by arithmetic, the forward also writes gelu'(x + bias) from the same
-exponential and saves it in place of x (the same memory), so the backward only multiplies; on GPU, where
-memory bounds it, the backward recomputes gelu' from x as Megatron's does. In half precision the saved
-derivative is rounded once to the storage type, like x itself is when it is saved instead.
+On CPU in half precision, where GeLU is bound by arithmetic, the forward also writes gelu'(x + bias) from
+the same exponential and saves it in place of x (the same memory), so the backward only multiplies; the
+saved derivative is rounded once to the storage type, like x itself is when x is saved instead. In float32
+the extra 4-byte write costs more than the exponential it saves, and on GPU memory bounds GeLU: there the
+backward recomputes gelu' from x, as Megatron's does.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ def bias_gelu_reference(x: torch.Tensor, bias: torch.Tensor | None, approximate:
     return F.gelu(x if bias is None else x + bias, approximate=approximate)
 
 
-# Devices whose training forward saves gelu' instead of recomputing it in the backward.
-_SAVES_DERIVATIVE = ("cpu",)
+def _saves_derivative(x: torch.Tensor) -> bool:
+    """Whether the training forward saves gelu' instead of the backward recomputing it (see above)."""
+    return x.device.type == "cpu" and x.element_size() == 2
 
 
 class _BiasGelu(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, bias, tanh):
         ctx.tanh = tanh
-        ctx.saved_derivative = x.device.type in _SAVES_DERIVATIVE and any(ctx.needs_input_grad[:2])
+        ctx.saved_derivative = _saves_derivative(x) and any(ctx.needs_input_grad[:2])
         if ctx.saved_derivative:
             out, derivative = torch.ops.megabio.bias_gelu_forward_with_derivative(x, bias, tanh)
             ctx.save_for_backward(derivative)

@@ -16,9 +16,9 @@ pytestmark = pytest.mark.usefixtures("compiled")
 
 @pytest.fixture(params=["saved", "recomputed"])
 def derivative(request, monkeypatch):
-    """Both backward strategies on CPU: gelu' saved by the forward (CPU's), or recomputed from x (GPU's)."""
-    if request.param == "recomputed":
-        monkeypatch.setattr(importlib.import_module("megabio.kernels.bias_gelu"), "_SAVES_DERIVATIVE", ())
+    """Both backward strategies for every dtype: gelu' saved by the forward, or recomputed from x."""
+    saves = request.param == "saved"
+    monkeypatch.setattr(importlib.import_module("megabio.kernels.bias_gelu"), "_saves_derivative", lambda x: saves)
     return request.param
 
 
