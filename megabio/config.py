@@ -12,7 +12,7 @@ from typing import Any, Literal
 LayerNormOrder = Literal["pre", "post"]
 GeluApproximate = Literal["none", "tanh"]
 BinaryHead = Literal["sop", "nsp", "none"]
-AttentionBackend = Literal["sdpa", "softmax"]
+AttentionBackend = Literal["auto", "sdpa", "softmax"]
 
 BERT_CASED_VOCAB_SIZE = 28996
 """Size of Google's BERT-cased WordPiece vocabulary; the presets' default."""
@@ -60,9 +60,11 @@ class ModelConfig:
     """Dropout on attention probabilities."""
     init_method_std: float = 0.02
     """Standard deviation of the normal weight init; output projections use std / sqrt(2 * num_layers)."""
-    attention_backend: AttentionBackend = "sdpa"
+    attention_backend: AttentionBackend = "auto"
     """`sdpa`: torch's scaled_dot_product_attention. `softmax`: explicit scores through
-    `megabio.kernels.scaled_masked_softmax` (the fused-kernel path)."""
+    `megabio.kernels.scaled_masked_softmax` and `megabio.kernels.dropout` (the fused-kernel path). `auto`:
+    `softmax` on CPU while attention dropout is on (torch's CPU SDPA then falls back to its unfused math
+    path), `sdpa` otherwise (its fused kernels on GPU and without dropout)."""
     recompute_activations: bool = False
     """Recompute each layer's activations in backward instead of storing them (saves memory)."""
 
@@ -79,7 +81,7 @@ class ModelConfig:
         _check_choice("layernorm_order", self.layernorm_order, ("pre", "post"))
         _check_choice("gelu_approximate", self.gelu_approximate, ("none", "tanh"))
         _check_choice("binary_head", self.binary_head, ("sop", "nsp", "none"))
-        _check_choice("attention_backend", self.attention_backend, ("sdpa", "softmax"))
+        _check_choice("attention_backend", self.attention_backend, ("auto", "sdpa", "softmax"))
         for name in ("hidden_dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1)")

@@ -36,6 +36,10 @@ class ParallelSelfAttention(nn.Module):
         self.dense = RowParallelLinear(
             config.hidden_size, config.hidden_size, state, skip_bias_add=True, init_method=output_init)
 
+    def _uses_sdpa(self, device: torch.device, dropout_p: float) -> bool:
+        backend = self.config.attention_backend
+        return backend == "sdpa" or (backend == "auto" and (device.type != "cpu" or dropout_p == 0.0))
+
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: `[s, b, h]` (or `[s/tp, b, h]`); padding_mask: bool `[b, 1, 1, s]`, True = padded key."""
@@ -46,7 +50,7 @@ class ParallelSelfAttention(nn.Module):
         p = self.config.attention_dropout if self.training else 0.0
         # Attention probabilities belong to this rank's heads only: always the model-parallel stream.
         with self.rng_tracker.fork(MODEL_PARALLEL_RNG, x.device):
-            if self.config.attention_backend == "sdpa":
+            if self._uses_sdpa(x.device, p):
                 keep = None if padding_mask is None else ~padding_mask
                 context = F.scaled_dot_product_attention(query, key, value, attn_mask=keep, dropout_p=p)
             else:

@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--recompute-activations", action="store_true")
     model.add_argument("--hidden-dropout", type=float, default=0.1)
     model.add_argument("--attention-dropout", type=float, default=0.1)
+    model.add_argument("--attention-backend", choices=("auto", "sdpa", "softmax"), default="auto",
+                       help="auto: megabio's fused softmax + dropout kernels on CPU while training, "
+                            "torch's scaled_dot_product_attention otherwise")
     data = parser.add_argument_group("data")
     data.add_argument("--data-path", nargs="+", required=True, help="PREFIX, or WEIGHT PREFIX pairs")
     data.add_argument("--vocab-file", required=True)
@@ -68,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def model_config(args: argparse.Namespace, vocab_size: int) -> ModelConfig:
     common = dict(vocab_size=vocab_size, binary_head=args.binary_head, recompute_activations=args.recompute_activations,
-                  hidden_dropout=args.hidden_dropout, attention_dropout=args.attention_dropout)
+                  hidden_dropout=args.hidden_dropout, attention_dropout=args.attention_dropout,
+                  attention_backend=args.attention_backend)
     if args.init_from:
         config = init_from_config(args, common)
     elif args.preset:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from megabio.kernels import scaled_masked_softmax
 from megabio.model import BertForPretraining, BertModel
+from megabio.model import attention as attention_module
 from megabio.parallel import ParallelState, RNGStatesTracker, model_parallel_rng_tracker
 from tests.helpers import VOCAB_SIZE, make_batch, tiny_config
 
@@ -26,11 +28,27 @@ def test_padding_does_not_change_real_positions(order, backend):
 
 def test_attention_backends_agree():
     torch.manual_seed(0)
-    sdpa = BertForPretraining(tiny_config()).double()
+    sdpa = BertForPretraining(tiny_config(attention_backend="sdpa")).double()
     softmax = BertForPretraining(tiny_config(attention_backend="softmax")).double()
     softmax.load_state_dict(sdpa.state_dict())
     batch = make_batch()
     torch.testing.assert_close(sdpa(**batch)[1], softmax(**batch)[1], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(("attention_dropout", "training", "uses_kernels"),
+                         [(0.1, True, True), (0.1, False, False), (0.0, True, False)])
+def test_auto_attention_uses_the_fused_kernels_on_cpu_while_dropout_is_on(attention_dropout, training,
+                                                                          uses_kernels, monkeypatch):
+    calls = []
+
+    def counted(*args):
+        calls.append(1)
+        return scaled_masked_softmax(*args)
+
+    monkeypatch.setattr(attention_module, "scaled_masked_softmax", counted)
+    model = BertForPretraining(tiny_config(attention_dropout=attention_dropout)).train(training)
+    model(**make_batch())
+    assert bool(calls) == uses_kernels
 
 
 def _loss_and_grads(model, batch):
