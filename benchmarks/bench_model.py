@@ -8,7 +8,8 @@ and the MLM head evaluated only at the labelled positions (logits_at_labels_only
 
     python benchmarks/bench_model.py [--batch 16 --seq 128 --steps 5] [--allocator tcmalloc|system]
 
-The four models take turns step by step, so drift in the machine's speed falls on all of them. With
+Both sides step the AdamW `megabio pretrain` uses on CPU (torch's fused one). The four models take turns
+step by step, so drift in the machine's speed falls on all of them. With
 tcmalloc installed the script re-runs itself on it (megabio.cpu_allocator), for both sides.
 """
 
@@ -26,6 +27,7 @@ import torch
 from megabio.config import ModelConfig
 from megabio.cpu_allocator import active_allocator, rerun_with_tcmalloc
 from megabio.model import IGNORE_INDEX, BertForPretraining
+from megabio.training.optimizer import adamw_class
 
 
 def training_flops(config: ModelConfig, batch: int, seq: int) -> float:
@@ -54,9 +56,15 @@ def make_batch(config: ModelConfig, batch: int, seq: int) -> dict[str, torch.Ten
                 binary_labels=torch.randint(0, 2, (batch,), generator=generator))
 
 
+def cpu_adamw(parameters) -> torch.optim.Optimizer:
+    """The AdamW `megabio pretrain` steps on CPU (torch's fused one), for both sides alike."""
+    cls, extra = adamw_class(torch.device("cpu"))
+    return cls(parameters, lr=1e-4, **extra)
+
+
 def megabio_step(config: ModelConfig, logits_at_labels_only: bool = False) -> Callable[[dict], torch.Tensor]:
     model = BertForPretraining(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = cpu_adamw(model.parameters())
 
     def step(batch: dict) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -80,7 +88,7 @@ def transformers_step(config: ModelConfig) -> Callable[[dict], torch.Tensor]:
         layer_norm_eps=config.layernorm_epsilon)
     model = MegatronBertForPreTraining(hf_config)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    optimizer = cpu_adamw(model.parameters())
 
     def step(batch: dict) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
