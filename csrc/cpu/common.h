@@ -72,21 +72,36 @@ inline A* output_row(T* dst, A* buffer) {
   }
 }
 
-template <typename T, typename A>
-inline void store_row(const A* src, T* dst, int64_t n) {
-  if constexpr (std::is_same_v<T, A>) {
-    return;
-  } else if constexpr (at::is_reduced_floating_point_v<T>) {
-    // Two float vectors into one half-precision vector (at::vec::convert rounds element by element).
+// dst[i] = op(src[i]) for a row of n arithmetic values into storage type T (narrowed in registers; two float
+// vectors make one half-precision vector). `op(V) -> V`.
+template <typename T, typename A, typename Op>
+C10_ALWAYS_INLINE void map_into(Op op, T* dst, const A* src, int64_t n) {
+  if constexpr (at::is_reduced_floating_point_v<T>) {
     using Out = at::vec::Vectorized<T>;
     using In = at::vec::Vectorized<float>;
-    int64_t i = 0;
-    for (; i + Out::size() <= n; i += Out::size()) {
-      at::vec::convert_from_float<T>(In::loadu(src + i), In::loadu(src + i + In::size())).store(dst + i);
+    constexpr int64_t k = In::size();
+    for (int64_t i = 0; i < n; i += 2 * k) {
+      const int64_t count = std::min<int64_t>(2 * k, n - i);
+      if (count == 2 * k) {
+        at::vec::convert_from_float<T>(op(In::loadu(src + i)), op(In::loadu(src + i + k))).store(dst + i);
+      } else {  // the last, partial block
+        const In lo = op(In::loadu(src + i, std::min(k, count)));
+        const In hi = count > k ? op(In::loadu(src + i + k, count - k)) : In(0.f);
+        at::vec::convert_from_float<T>(lo, hi).store(dst + i, count);
+      }
     }
-    for (; i < n; ++i) dst[i] = static_cast<T>(src[i]);
+  } else if constexpr (std::is_same_v<T, A>) {
+    at::vec::map(op, dst, src, n);
   } else {
-    at::vec::convert(src, dst, n);
+    static_assert(std::is_same_v<T, A>, "map_into: no conversion from the arithmetic type to T");
+  }
+}
+
+// Completes a row computed at output_row: converts it into the destination when that is not the row itself.
+template <typename T, typename A>
+inline void store_row(const A* src, T* dst, int64_t n) {
+  if constexpr (!std::is_same_v<T, A>) {
+    map_into([](auto v) MEGABIO_INLINE_LAMBDA { return v; }, dst, src, n);
   }
 }
 
@@ -168,6 +183,27 @@ C10_ALWAYS_INLINE std::tuple<at::vec::Vectorized<float>, at::vec::Vectorized<flo
                                                                                                  int64_t count) {
   using VT = at::vec::Vectorized<T>;
   return at::vec::convert_to_float<T>(count == VT::size() ? VT::loadu(p) : VT::loadu(p, count));
+}
+
+// Calls f(j, v, count) for the arithmetic vectors of a row of n elements of storage type T, in order: v holds
+// elements j .. j + count - 1 (zeros past them), half precision widened in registers.
+template <typename T, typename F>
+C10_ALWAYS_INLINE void for_each_vector(const T* row, int64_t n, F f) {
+  using V = AccVec<T>;
+  constexpr int64_t k = V::size();
+  if constexpr (at::is_reduced_floating_point_v<T>) {
+    for (int64_t j = 0; j < n; j += 2 * k) {
+      const int64_t count = std::min<int64_t>(2 * k, n - j);
+      const auto [lo, hi] = load_widened(row + j, count);
+      f(j, lo, std::min(k, count));
+      if (count > k) f(j + k, hi, count - k);
+    }
+  } else {
+    for (int64_t j = 0; j < n; j += k) {
+      const int64_t count = std::min(k, n - j);
+      f(j, count == k ? V::loadu(row + j) : V::loadu(row + j, count), count);
+    }
+  }
 }
 
 // For i in blocks of two arithmetic vectors along a row of n elements of storage type T:

@@ -1,6 +1,7 @@
 // softmax(scale * x) over the last dim of x [b, h, sq, sk], masked keys excluded (mask: bool,
 // True = masked, broadcastable to x). Rows with every key masked give zeros. Three vectorized passes per
-// row over a float copy (double for double input) in L1: scale + mask + max, exp + sum, normalise.
+// row, through a float row buffer (double for double input) in L1: scale + mask + max from the input,
+// exp + sum in the buffer, normalise into the output.
 #include <limits>
 
 #include "common.h"
@@ -27,27 +28,34 @@ void softmax_forward_rows(const at::Tensor& x, const at::Tensor& mask, double sc
   at::parallel_for(0, rows, row_grain(sk), [&](int64_t begin, int64_t end) {
     A* buf = buffers.get(0);
     A* masked = buffers.get(1);  // 1 where the key is masked, as arithmetic values (vector-comparable)
+    const uint8_t* converted_mask_row = nullptr;
+    // The row's (batch, head, query) position, stepped along with it (no divisions per row).
+    int64_t q = begin % sq, h = (begin / sq) % heads, b = begin / (sq * heads);
     for (int64_t row = begin; row < end; ++row) {
-      const A* xr = load_row(x_data + row * sk, buf, sk);
       if (has_mask) {
-        const int64_t q = row % sq, h = (row / sq) % heads, b = row / (sq * heads);
         const auto* m = reinterpret_cast<const uint8_t*>(mask_data + b * ms[0] + h * ms[1] + q * ms[2]);
-        if (ms[3] == 1) {
-          for (int64_t j = 0; j < sk; ++j) masked[j] = static_cast<A>(m[j]);  // vectorized by the compiler
-        } else {
-          for (int64_t j = 0; j < sk; ++j) masked[j] = static_cast<A>(m[j * ms[3]]);
+        if (m != converted_mask_row) {  // a broadcast mask repeats its rows: convert each run once
+          converted_mask_row = m;
+          if (ms[3] == 1) {
+            for (int64_t j = 0; j < sk; ++j) masked[j] = static_cast<A>(m[j]);  // vectorized by the compiler
+          } else {
+            for (int64_t j = 0; j < sk; ++j) masked[j] = static_cast<A>(m[j * ms[3]]);
+          }
+        }
+        if (++q == sq) {
+          q = 0;
+          if (++h == heads) h = 0, ++b;
         }
       }
-      // Pass 1: scale, mask, running maximum.
+      // Pass 1: scale, mask, running maximum, into the float row buffer (half precision widened on the way).
       V max_v = neg_inf_v;
-      for (int64_t j = 0; j < sk; j += k) {
-        const int64_t n = std::min(k, sk - j);
-        V v = V::loadu(xr + j, n) * scale_v;
+      for_each_vector(x_data + row * sk, sk, [&](int64_t j, V v, int64_t n) MEGABIO_INLINE_LAMBDA {
+        v = v * scale_v;
         if (has_mask) v = V::blendv(v, neg_inf_v, V::loadu(masked + j, n) != zero);
         if (n < k) v = V::set(neg_inf_v, v, n);
         max_v = at::vec::maximum(max_v, v);
         v.store(buf + j, n);
-      }
+      });
       const A max = at::vec::vec_reduce_all<A>([](V a, V b) { return at::vec::maximum(a, b); }, max_v);
       T* o = out_data + row * sk;
       if (max == neg_inf) {  // every key masked
@@ -64,10 +72,8 @@ void softmax_forward_rows(const at::Tensor& x, const at::Tensor& mask, double sc
         e.store(buf + j, n);
       }
       const V inv(A(1) / at::vec::vec_reduce_all<A>([](V a, V b) { return a + b; }, sum_v));
-      // Pass 3: normalise into the output (through buf, then converted, for half precision).
-      A* yr = output_row(o, buf);
-      at::vec::map([inv](V v) MEGABIO_INLINE_LAMBDA { return v * inv; }, yr, buf, sk);
-      store_row(yr, o, sk);
+      // Pass 3: normalise into the output (half precision narrowed on the way).
+      map_into([inv](V v) MEGABIO_INLINE_LAMBDA { return v * inv; }, o, buf, sk);
     }
   });
 }
