@@ -6,7 +6,7 @@ them, =1 requires them). Nothing is compiled at run time; without the extension 
 its pure-PyTorch references.
 
 Environment:
-  MEGABIO_CPU_CAPABILITY  avx512, avx2 or default (no -m flags); by default the building CPU's best
+  MEGABIO_CPU_CAPABILITY  avx512_bf16, avx512, avx2 or default (no -m flags); by default the building CPU's best
   TORCH_CUDA_ARCH_LIST    CUDA architectures, e.g. "8.0;9.0" (torch's default otherwise)
 """
 
@@ -30,21 +30,24 @@ def detect_cpu_capability() -> str:
     except OSError:
         return "avx2"
     if {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"} <= set(flags):
-        return "avx512"
+        return "avx512_bf16" if "avx512_bf16" in flags else "avx512"
     return "avx2" if {"avx2", "fma"} <= set(flags) else "default"
 
 
 def cpu_flags() -> list[str]:
     """Compile flags for ATen's Vectorized<T>, which picks its SIMD width from CPU_CAPABILITY."""
     capability = os.environ.get("MEGABIO_CPU_CAPABILITY", detect_cpu_capability()).lower()
+    avx512 = ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c",
+              "-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512"]
     flags = {
         "avx2": ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"],
-        "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c",
-                   "-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512"],
+        "avx512": avx512,
+        # AVX-512 with its bfloat16 conversions (Cooper Lake, Sapphire Rapids and later, Zen 4 and later).
+        "avx512_bf16": [*avx512, "-mavx512bf16"],
         "default": [],
     }
     if capability not in flags:
-        raise SystemExit(f"MEGABIO_CPU_CAPABILITY={capability!r}: choose avx2, avx512 or default")
+        raise SystemExit(f"MEGABIO_CPU_CAPABILITY={capability!r}: choose one of {', '.join(flags)}")
     # at::parallel_for is OpenMP pragmas in ATen's headers: without -fopenmp it silently runs on one thread.
     return ["-O3", "-fopenmp", *flags[capability]]
 

@@ -25,10 +25,20 @@ TORCH_LIBRARY(megabio, m) {
 // The SIMD level the CPU kernels were compiled for (setup.py: MEGABIO_CPU_CAPABILITY) and whether this
 // CPU has it; Python refuses the kernels, rather than crash, on a CPU that lacks it.
 #if defined(CPU_CAPABILITY_AVX512)
+#if defined(__AVX512BF16__)
+constexpr const char* kCpuCapability = "avx512_bf16";
+#else
 constexpr const char* kCpuCapability = "avx512";
+#endif
 bool cpu_supported() {
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("fma");
+#if defined(__AVX512BF16__)
+  return avx512 && __builtin_cpu_supports("avx512bf16");
+#else
+  return avx512;
+#endif
 }
 #elif defined(CPU_CAPABILITY_AVX2)
 constexpr const char* kCpuCapability = "avx2";

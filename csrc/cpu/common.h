@@ -72,6 +72,20 @@ inline A* output_row(T* dst, A* buffer) {
   }
 }
 
+// Two float vectors narrowed into one half-precision vector of T (round to nearest even). Built for AVX-512
+// BF16, bfloat16 takes one instruction (vcvtne2ps2bf16; it flushes float denormals, below 1.2e-38, to zero)
+// instead of ATen's ~7 integer operations per vector.
+template <typename T>
+C10_ALWAYS_INLINE at::vec::Vectorized<T> narrow(const at::vec::Vectorized<float>& lo,
+                                                const at::vec::Vectorized<float>& hi) {
+#if defined(CPU_CAPABILITY_AVX512) && defined(__AVX512BF16__)
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    return at::vec::Vectorized<T>((__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+  }
+#endif
+  return at::vec::convert_from_float<T>(lo, hi);
+}
+
 // dst[i] = op(src[i]) for a row of n arithmetic values into storage type T (narrowed in registers; two float
 // vectors make one half-precision vector). `op(V) -> V`.
 template <typename T, typename A, typename Op>
@@ -83,11 +97,11 @@ C10_ALWAYS_INLINE void map_into(Op op, T* dst, const A* src, int64_t n) {
     for (int64_t i = 0; i < n; i += 2 * k) {
       const int64_t count = std::min<int64_t>(2 * k, n - i);
       if (count == 2 * k) {
-        at::vec::convert_from_float<T>(op(In::loadu(src + i)), op(In::loadu(src + i + k))).store(dst + i);
+        narrow<T>(op(In::loadu(src + i)), op(In::loadu(src + i + k))).store(dst + i);
       } else {  // the last, partial block
         const In lo = op(In::loadu(src + i, std::min(k, count)));
         const In hi = count > k ? op(In::loadu(src + i + k, count - k)) : In(0.f);
-        at::vec::convert_from_float<T>(lo, hi).store(dst + i, count);
+        narrow<T>(lo, hi).store(dst + i, count);
       }
     }
   } else if constexpr (std::is_same_v<T, A>) {
@@ -221,7 +235,7 @@ C10_ALWAYS_INLINE void map_row_to(Op op, const std::array<T*, M>& outs, int64_t 
       const std::array<V, M> lo = op(i, std::get<0>(load_widened(rows + i, count))...);
       const std::array<V, M> hi = op(i + k, std::get<1>(load_widened(rows + i, count))...);
       for (size_t m = 0; m < M; ++m) {
-        const auto result = at::vec::convert_from_float<T>(lo[m], hi[m]);
+        const auto result = narrow<T>(lo[m], hi[m]);
         count == 2 * k ? result.store(outs[m] + i) : result.store(outs[m] + i, count);
       }
     } else {
