@@ -24,6 +24,19 @@ def test_inference_parity(dtype, with_bias):
                   _BiasDropoutAdd)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_outputs_are_float_results_rounded_to_nearest_even(dtype):
+    # The kernel computes r + (x + b) in float and narrows once (with AVX-512 BF16, by its own instruction):
+    # every output must equal torch's round-to-nearest-even of the same float sums, ties and tails included.
+    generator = torch.Generator().manual_seed(3)
+    x, residual = (torch.randn(2, 77, 133, generator=generator).to(dtype) for _ in range(2))
+    bias = torch.randn(133, generator=generator).to(dtype)
+    expected = (residual.float() + (x.float() + bias.float())).to(dtype)
+    out = torch.ops.megabio.bias_dropout_add_forward(x, bias, residual, 0.0)[0]
+    assert torch.equal(out, expected)
+    assert not torch.equal(out, (residual + (x + bias)))  # the test can tell one rounding from two
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_training_output_and_gradients_follow_the_mask(dtype):
     # x + bias > 0 everywhere, so a kept element is never read back as dropped.
