@@ -2,7 +2,8 @@
 training shapes (batch 16, 16 heads, seq 128 and 512, hidden 1024), fp32 and bf16.
 
 Prints the speedup over eager and the achieved bandwidth (the minimum bytes each op must move, over its
-time) as a share of a plain 64 MB memory copy, measured just before each row.
+time) as a share of a plain 64 MB memory copy, which takes its turn with eager and fused in every
+repetition.
 
     python benchmarks/bench_kernels.py [--repeats 9] [--seqs 128 512] [--allocator tcmalloc|system]
 
@@ -80,37 +81,44 @@ def cases(seq: int) -> list[Case]:
     ]
 
 
-def time_forward_backward(functions: list[Callable[..., torch.Tensor]], inputs: list, repeats: int) -> list[float]:
-    """Median seconds of forward + backward of each function after two warm-ups, the functions taking turns
-    within each repetition so that drift in the machine's speed falls on all of them alike."""
-    grads: list[torch.Tensor | None] = [None] * len(functions)
-    times: list[list[float]] = [[] for _ in functions]
+def forward_backward(function: Callable[..., torch.Tensor], inputs: list) -> Callable[[], None]:
+    """One forward + backward of `function` on `inputs` (upstream gradient of ones), as a callable."""
+    upstream: list[torch.Tensor] = []
+
+    def run() -> None:
+        for tensor in inputs:
+            tensor.grad = None
+        out = function(*inputs)
+        if not upstream:
+            upstream.append(torch.ones_like(out))
+        out.backward(upstream[0])
+
+    return run
+
+
+class Copy:
+    """A copy of a 64 MB tensor into an existing one: the memory rate the kernels are compared with."""
+
+    def __init__(self, n_bytes: int = 64 * 2**20) -> None:
+        self.src = torch.empty(n_bytes // 4).uniform_()
+        self.dst = torch.empty_like(self.src)
+        self.bytes_moved = 2 * n_bytes  # read + write
+
+    def __call__(self) -> None:
+        self.dst.copy_(self.src)
+
+
+def median_times(turns: list[Callable[[], None]], repeats: int) -> list[float]:
+    """Median seconds of each callable after two warm-ups, the callables taking turns within each
+    repetition so that drift in the machine's speed falls on all of them alike."""
+    times: list[list[float]] = [[] for _ in turns]
     for i in range(repeats + 2):
-        for which, function in enumerate(functions):
-            for tensor in inputs:
-                tensor.grad = None
+        for which, turn in enumerate(turns):
             start = time.perf_counter()
-            out = function(*inputs)
-            if grads[which] is None:
-                grads[which] = torch.ones_like(out)
-            out.backward(grads[which])
+            turn()
             if i > 1:
                 times[which].append(time.perf_counter() - start)
     return [statistics.median(t) for t in times]
-
-
-def copy_bandwidth(n_bytes: int = 64 * 2**20, repeats: int = 10) -> float:
-    """Bytes per second (read + write) of copying a large tensor into an existing one."""
-    src = torch.empty(n_bytes // 4)
-    src.uniform_()
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        dst.copy_(src)
-        times.append(time.perf_counter() - start)
-    return 2 * n_bytes / statistics.median(times)
 
 
 def main() -> None:
@@ -126,15 +134,18 @@ def main() -> None:
         raise SystemExit(f"compiled kernels unavailable: {_extension.status()}")
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}, {active_allocator()}; forward + "
           f"backward, median of {args.repeats}. Both sides allocate their outputs, whose first touch (page "
-          f"faults) counts in their time. The copy is measured again before each row (the machine drifts).")
+          f"faults) counts in their time. The copy takes its turn with them in every repetition (the "
+          f"machine's memory rate drifts).")
     print("| op | seq | dtype | eager ms | fused ms | speedup | fused GB/s | copy GB/s | % of copy |")
     print("|---|---|---|---|---|---|---|---|---|")
+    copy = Copy()
     for seq in args.seqs:
         for case in cases(seq):
             for dtype in (torch.float32, torch.bfloat16):
                 inputs = case.inputs(dtype)
-                bandwidth = copy_bandwidth()
-                eager, fused = time_forward_backward([case.eager, case.fused], inputs, args.repeats)
+                eager, fused, copied = median_times(
+                    [forward_backward(case.eager, inputs), forward_backward(case.fused, inputs), copy], args.repeats)
+                bandwidth = copy.bytes_moved / copied
                 achieved = case.bytes_moved(dtype) / fused
                 print(f"| {case.name} | {seq} | {str(dtype).removeprefix('torch.')} | {eager * 1e3:.1f} | "
                       f"{fused * 1e3:.1f} | {eager / fused:.2f}x | {achieved / 1e9:.1f} | {bandwidth / 1e9:.1f} | "
