@@ -2,8 +2,8 @@
 // bias gradient (the sum of grad_x over rows) into the same pass. In half precision arithmetic, not memory,
 // bounds GeLU on CPU, so training there uses the _with_derivative forward (gelu' from the same exponential,
 // saved in place of x) and a backward that only multiplies; float32 recomputes gelu' from x in the backward.
-#include <cmath>
 #include <array>
+#include <cmath>
 #include <type_traits>
 #include <utility>
 #include <vector>
