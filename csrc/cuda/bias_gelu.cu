@@ -26,12 +26,15 @@ __device__ __forceinline__ float gelu_derivative(float v, bool tanh_approx) {
   return cdf + v * pdf;
 }
 
+// gelu(x + bias) into out and, where `derivative` is not null, gelu'(x + bias) into it.
 template <typename T>
 __global__ void bias_gelu_forward_kernel(const T* __restrict__ x, const T* __restrict__ bias, T* __restrict__ out,
-                                         int64_t n, int64_t width, bool tanh_approx) {
+                                         T* __restrict__ derivative, int64_t n, int64_t width, bool tanh_approx) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    out[i] = from_float<T>(gelu(to_float(x[i]) + to_float(bias[i % width]), tanh_approx));
+    const float v = to_float(x[i]) + to_float(bias[i % width]);
+    out[i] = from_float<T>(gelu(v, tanh_approx));
+    if (derivative != nullptr) derivative[i] = from_float<T>(gelu_derivative(v, tanh_approx));
   }
 }
 
@@ -43,18 +46,6 @@ __global__ void bias_gelu_backward_kernel(const T* __restrict__ grad, const T* _
        i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
     const float v = to_float(x[i]) + to_float(bias[i % width]);
     dx[i] = from_float<T>(to_float(grad[i]) * gelu_derivative(v, tanh_approx));
-  }
-}
-
-template <typename T>
-__global__ void bias_gelu_forward_with_derivative_kernel(const T* __restrict__ x, const T* __restrict__ bias,
-                                                         T* __restrict__ out, T* __restrict__ derivative, int64_t n,
-                                                         int64_t width, bool tanh_approx) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
-    const float v = to_float(x[i]) + to_float(bias[i % width]);
-    out[i] = from_float<T>(gelu(v, tanh_approx));
-    derivative[i] = from_float<T>(gelu_derivative(v, tanh_approx));
   }
 }
 
@@ -75,27 +66,47 @@ void check_inputs(const at::Tensor& x, const at::Tensor& bias) {
   check_channel_vector(x, bias, "bias");
 }
 
-at::Tensor bias_gelu_forward(const at::Tensor& x, const at::Tensor& bias, bool tanh_approx) {
-  check_inputs(x, bias);
-  c10::cuda::CUDAGuard guard(x.device());
-  auto xc = x.contiguous(), bc = bias.contiguous();
-  auto out = at::empty_like(xc);
-  const int64_t n = xc.numel(), width = x.size(-1);
-  if (n == 0) return out;
+// The forward of both ops below; `derivative` (same shape as out) is filled when given.
+void forward(const at::Tensor& x, const at::Tensor& bias, bool tanh_approx, at::Tensor& out, at::Tensor* derivative) {
+  const int64_t n = x.numel(), width = x.size(-1);
+  if (n == 0) return;
   constexpr int threads = 256;
   MEGABIO_DISPATCH_CUDA_TYPES(x.scalar_type(), "bias_gelu_forward_cuda", [&] {
     bias_gelu_forward_kernel<scalar_t><<<blocks_for(n, threads), threads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        xc.data_ptr<scalar_t>(), bc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), n, width, tanh_approx);
+        x.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+        derivative ? derivative->data_ptr<scalar_t>() : nullptr, n, width, tanh_approx);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+void check_grad(const at::Tensor& grad, const at::Tensor& saved, const char* name) {
+  check_same_dtype(grad, saved, "grad", name);
+  TORCH_CHECK(grad.sizes() == saved.sizes(), "grad ", grad.sizes(), " and ", name, " ", saved.sizes(), " differ");
+}
+
+at::Tensor bias_gelu_forward(const at::Tensor& x, const at::Tensor& bias, bool tanh_approx) {
+  check_inputs(x, bias);
+  c10::cuda::CUDAGuard guard(x.device());
+  auto xc = x.contiguous();
+  auto out = at::empty_like(xc);
+  forward(xc, bias.contiguous(), tanh_approx, out, nullptr);
   return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> bias_gelu_forward_with_derivative(const at::Tensor& x, const at::Tensor& bias,
+                                                                     bool tanh_approx) {
+  check_inputs(x, bias);
+  c10::cuda::CUDAGuard guard(x.device());
+  auto xc = x.contiguous();
+  auto out = at::empty_like(xc), derivative = at::empty_like(xc);
+  forward(xc, bias.contiguous(), tanh_approx, out, &derivative);
+  return {out, derivative};
 }
 
 std::tuple<at::Tensor, at::Tensor> bias_gelu_backward(const at::Tensor& grad, const at::Tensor& x,
                                                       const at::Tensor& bias, bool tanh_approx) {
   check_inputs(x, bias);
-  check_same_dtype(grad, x, "grad", "x");
-  TORCH_CHECK(grad.sizes() == x.sizes(), "grad ", grad.sizes(), " and x ", x.sizes(), " differ");
+  check_grad(grad, x, "x");
   c10::cuda::CUDAGuard guard(x.device());
   auto xc = x.contiguous(), gc = grad.contiguous(), bc = bias.contiguous();
   auto dx = at::empty_like(xc);
@@ -112,31 +123,10 @@ std::tuple<at::Tensor, at::Tensor> bias_gelu_backward(const at::Tensor& grad, co
   return {dx, bias_grad(dx)};
 }
 
-std::tuple<at::Tensor, at::Tensor> bias_gelu_forward_with_derivative(const at::Tensor& x, const at::Tensor& bias,
-                                                                     bool tanh_approx) {
-  check_inputs(x, bias);
-  c10::cuda::CUDAGuard guard(x.device());
-  auto xc = x.contiguous(), bc = bias.contiguous();
-  auto out = at::empty_like(xc), derivative = at::empty_like(xc);
-  const int64_t n = xc.numel(), width = x.size(-1);
-  if (n == 0) return {out, derivative};
-  constexpr int threads = 256;
-  MEGABIO_DISPATCH_CUDA_TYPES(x.scalar_type(), "bias_gelu_forward_with_derivative_cuda", [&] {
-    bias_gelu_forward_with_derivative_kernel<scalar_t>
-        <<<blocks_for(n, threads), threads, 0, at::cuda::getCurrentCUDAStream()>>>(
-            xc.data_ptr<scalar_t>(), bc.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
-            derivative.data_ptr<scalar_t>(), n, width, tanh_approx);
-  });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {out, derivative};
-}
-
 std::tuple<at::Tensor, at::Tensor> bias_gelu_backward_from_derivative(const at::Tensor& grad,
                                                                       const at::Tensor& derivative) {
   check_cuda_floating(derivative, "derivative");
-  check_same_dtype(grad, derivative, "grad", "derivative");
-  TORCH_CHECK(grad.sizes() == derivative.sizes(), "grad ", grad.sizes(), " and derivative ", derivative.sizes(),
-              " differ");
+  check_grad(grad, derivative, "derivative");
   c10::cuda::CUDAGuard guard(grad.device());
   auto gc = grad.contiguous(), dc = derivative.contiguous();
   auto dx = at::empty_like(dc);
