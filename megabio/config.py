@@ -14,6 +14,9 @@ GeluApproximate = Literal["none", "tanh"]
 BinaryHead = Literal["sop", "nsp", "none"]
 AttentionBackend = Literal["auto", "sdpa", "softmax"]
 
+IGNORE_INDEX = -100
+"""Label value that takes no part in a loss (as in transformers); shared by data and model."""
+
 BERT_CASED_VOCAB_SIZE = 28996
 """Size of Google's BERT-cased WordPiece vocabulary; the presets' default."""
 

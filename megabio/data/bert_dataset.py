@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from megabio.config import IGNORE_INDEX
 from megabio.data.indexed_dataset import IndexedDataset
 from megabio.data.sample_mapping import build_mapping, cached_mapping
-from megabio.model.bert import IGNORE_INDEX
 
 
 @dataclass(frozen=True)

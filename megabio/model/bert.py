@@ -6,16 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from megabio.config import ModelConfig
+from megabio.config import IGNORE_INDEX, ModelConfig
 from megabio.model.embeddings import BertEmbeddings
 from megabio.model.heads import BertLMHead, BinaryHead
 from megabio.model.transformer import TransformerEncoder
 from megabio.parallel.cross_entropy import vocab_parallel_cross_entropy
 from megabio.parallel.random import RNGStatesTracker, model_parallel_rng_tracker
 from megabio.parallel.state import ParallelState
-
-IGNORE_INDEX = -100
-"""Label value that takes no part in a loss (as in transformers)."""
 
 
 def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
