@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from megabio.config import PRESETS, ConfigError, ModelConfig
+from megabio.finetune.cli import add_commands as add_finetune_commands
 from megabio.sizing import model_report
 
 
@@ -235,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_preprocess(subparsers)
     _add_convert(subparsers)
     _add_pretrain(subparsers)
+    add_finetune_commands(subparsers)
     return parser
 
 

@@ -1,0 +1,125 @@
+"""`megabio finetune`, `megabio predict` and `megabio evaluate`: flags onto FinetuneConfig and the recipes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from megabio.finetune.config import FinetuneConfig
+
+# Flags shared by every fine-tuning recipe, with FinetuneConfig's defaults.
+_SHARED = ("epochs", "lr", "micro_batch_size", "global_batch_size", "seq_length", "weight_decay",
+           "lr_warmup_fraction", "clip_grad", "seed", "num_fc_layers", "fc_hidden_size", "fc_dropout",
+           "log_interval")
+_TYPES = {"global_batch_size": int, "fc_hidden_size": int}
+
+
+def _add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True,
+                        help="a megabio checkpoint, a transformers BERT / MegatronBert directory, or a converted "
+                             "Megatron-LM checkpoint")
+    parser.add_argument("--train", required=True, metavar="FILE")
+    parser.add_argument("--dev", required=True, metavar="FILE")
+    parser.add_argument("--test", metavar="FILE", help="scored at the end (else the dev set is)")
+    parser.add_argument("--output-dir", required=True, metavar="DIR")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
+    parser.add_argument("--vocab-file", help="checked against the checkpoint's vocabulary")
+    parser.add_argument("--tensor-model-parallel-size", type=int, default=1, metavar="N")
+    defaults = FinetuneConfig()
+    for name in _SHARED:
+        value = getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=_TYPES.get(name, type(value)), default=value)
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_const", dest="precision", const="bf16")
+    precision.add_argument("--fp16", action="store_const", dest="precision", const="fp16")
+    parser.add_argument("--tensorboard-dir")
+    parser.set_defaults(precision="fp32")
+
+
+def finetune_config(args: argparse.Namespace) -> FinetuneConfig:
+    return FinetuneConfig(**{name: getattr(args, name) for name in (*_SHARED, "precision", "tensorboard_dir")})
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    finetune = subparsers.add_parser("finetune", help="fine-tune an encoder on a task (under torchrun for TP/DP)")
+    tasks = finetune.add_subparsers(title="tasks", required=True, metavar="TASK")
+    ner = tasks.add_parser(
+        "ner", help="named-entity recognition on IOB files, scored with conlleval entity-level F1",
+        description="Fine-tune a token classifier on IOB / CoNLL files (token<TAB>tag, blank line between "
+                    "sentences), keep the model of the best dev F1, and write metrics.json, predictions.conll, "
+                    "labels.json and the model into --output-dir.")
+    _add_finetune_arguments(ner)
+    ner.add_argument("--labeling", choices=("subtoken", "wholeword"), default="subtoken",
+                     help="subtoken: the first piece of a word carries its tag; wholeword: every piece does")
+    ner.set_defaults(handler=_finetune_ner)
+
+    predict = subparsers.add_parser("predict", help="apply a fine-tuned model")
+    predict_tasks = predict.add_subparsers(title="tasks", required=True, metavar="TASK")
+    predict_ner = predict_tasks.add_parser("ner", help="tag raw text (a sentence per line) or CoNLL",
+                                           description="Print CoNLL lines: token<TAB>tag (token gold predicted "
+                                                       "when the input carries tags).")
+    predict_ner.add_argument("--model", required=True, metavar="DIR", help="a `megabio finetune ner` output")
+    predict_ner.add_argument("--input", required=True, metavar="FILE")
+    predict_ner.add_argument("--input-format", choices=("auto", "conll", "text"), default="auto")
+    predict_ner.add_argument("--output", metavar="FILE", help="write here instead of standard output")
+    predict_ner.set_defaults(handler=_predict_ner)
+
+    evaluate = subparsers.add_parser("evaluate", help="score predictions against gold")
+    evaluate_tasks = evaluate.add_subparsers(title="tasks", required=True, metavar="TASK")
+    evaluate_ner = evaluate_tasks.add_parser("ner", help="conlleval entity-level precision, recall and F1 (JSON)")
+    evaluate_ner.add_argument("--gold", required=True, metavar="FILE", help="CoNLL; the last column is the tag")
+    evaluate_ner.add_argument("--pred", required=True, metavar="FILE", help="CoNLL; the last column is the tag")
+    evaluate_ner.set_defaults(handler=_evaluate_ner)
+
+
+def _parallel_state(tensor_model_parallel_size: int):
+    from megabio.parallel import initialize
+    from megabio.parallel.launch import init_process_group_from_env
+
+    init_process_group_from_env()
+    return initialize(tensor_model_parallel_size)
+
+
+def _log(state) -> Callable[[str], None]:
+    if state.tp_rank == 0 and state.dp_rank == 0:
+        return lambda message: print(message, file=sys.stderr, flush=True)
+    return lambda message: None
+
+
+def _finetune_ner(args: argparse.Namespace) -> int:
+    from megabio.finetune.ner import NerFiles, finetune_ner
+
+    config = finetune_config(args)
+    state = _parallel_state(args.tensor_model_parallel_size)
+    metrics = finetune_ner(args.checkpoint, NerFiles(args.train, args.dev, args.test), args.output_dir, config,
+                           args.labeling, state, vocab_file=args.vocab_file, overwrite=args.overwrite,
+                           log=_log(state))
+    if state.tp_rank == 0 and state.dp_rank == 0:
+        print(json.dumps({k: metrics[k] for k in ("precision", "recall", "f1", "evaluated_on")}))
+    return 0
+
+
+def _write_output(text: str, output: str | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from megabio.io import atomic_write_text
+
+    atomic_write_text(Path(output), text)
+
+
+def _predict_ner(args: argparse.Namespace) -> int:
+    from megabio.finetune.ner import predict_ner
+
+    _write_output(predict_ner(args.model, args.input, args.input_format), args.output)
+    return 0
+
+
+def _evaluate_ner(args: argparse.Namespace) -> int:
+    from megabio.finetune.ner import evaluate_ner
+
+    print(json.dumps(evaluate_ner(args.gold, args.pred), indent=2))
+    return 0
