@@ -19,7 +19,16 @@ from megabio.convert.checkpoint import (
     shard_for_rank,
     write_checkpoint,
 )
-from megabio.convert.hf import BERT, MEGATRON_BERT, ConversionError, config_from_hf, config_to_hf, export_hf, import_hf
+from megabio.convert.hf import (
+    BERT,
+    MEGATRON_BERT,
+    ConversionError,
+    config_from_hf,
+    config_to_hf,
+    export_hf,
+    export_hf_task,
+    import_hf,
+)
 from megabio.model import BertForPretraining
 from megabio.parallel import ParallelState
 from megabio.parallel.sharding import is_tensor_parallel
@@ -120,16 +129,21 @@ def read_any(path: str | os.PathLike, fmt: str, vocab_file: str | os.PathLike | 
 
 
 def _write_hf(directory: Path, state: dict[str, torch.Tensor], config: ModelConfig, fmt: str, vocab: Path,
-              lower_case: bool) -> None:
+              lower_case: bool, task: dict[str, Any] | None = None) -> None:
     from safetensors.torch import save_file
+
+    tensors, hf_config = export_hf(state, config, fmt), config_to_hf(config, fmt)
+    if task is not None:
+        tensors, task_fields = export_hf_task(state, config, fmt, task)
+        hf_config.update(task_fields)
 
     if directory.exists():
         raise ConversionError(f"{directory} exists; choose a new output directory")
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
     try:
-        save_file(export_hf(state, config, fmt), tmp / "model.safetensors", metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(config_to_hf(config, fmt), indent=2) + "\n", encoding="utf-8")
+        save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n", encoding="utf-8")
         shutil.copyfile(vocab, tmp / "vocab.txt")
         (tmp / "tokenizer_config.json").write_text(json.dumps(
             {"tokenizer_class": "BertTokenizer", "do_lower_case": lower_case,
@@ -162,7 +176,8 @@ def convert(source_format: str, target_format: str, input_path: str | os.PathLik
             raise ConversionError(f"--to {target_format} needs a {'post' if target_format == BERT else 'pre'}-LN "
                                   f"model; this one is {config.layernorm_order}-LN "
                                   f"(use --to {MEGATRON_BERT if target_format == BERT else BERT})")
-        _write_hf(Path(output), state, config, target_format, Path(info["vocab"]), info["lower_case"])
+        _write_hf(Path(output), state, config, target_format, Path(info["vocab"]), info["lower_case"],
+                  info.get("training", {}).get("task"))
     report = dict(info["report"])
     if target_format == "megabio" and info.get("optimizer") is not None:
         report["optimizer_state"] = f"resharded to TP={target_tensor_model_parallel_size}"

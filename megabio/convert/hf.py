@@ -171,3 +171,29 @@ def export_hf(state: dict[str, torch.Tensor], config: ModelConfig, fmt: str) -> 
             for name, tensor in zip(("query", "key", "value"), (q, k, v), strict=True):
                 out[f"bert.encoder.layer.{i}.attention.self.{name}.{p}"] = tensor
     return out
+
+
+_TASK_ARCHITECTURES = {"token": "ForTokenClassification", "sequence": "ForSequenceClassification"}
+
+
+def export_hf_task(state: dict[str, torch.Tensor], config: ModelConfig, fmt: str, task: dict[str, Any]
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A fine-tuned task model as transformers' *ForTokenClassification / *ForSequenceClassification:
+    (state dict, config.json fields to add). Only a one-layer head has a transformers equivalent."""
+    kind = task["kind"]
+    if kind not in _TASK_ARCHITECTURES:
+        raise ConversionError(f"a {kind} model has no transformers export (token and sequence models do)")
+    if task["head"]["num_fc_layers"] != 1 or task.get("options", {}).get("entity_markers"):
+        raise ConversionError("only a one-layer head on [CLS] or tokens has a transformers equivalent; this model "
+                              "was fine-tuned with --num-fc-layers 2 or entity markers")
+    keep_pooler = kind == "sequence"
+    out = {name: tensor for name, tensor in export_hf(state, config, fmt).items()
+           if name.startswith("bert.") and (keep_pooler or not name.startswith("bert.pooler."))}
+    if keep_pooler:
+        out.update({f"bert.pooler.dense.{p}": state[f"pooler.{p}"].contiguous() for p in ("weight", "bias")})
+    out.update({f"classifier.{p}": state[f"head.classifier.{p}"].contiguous() for p in ("weight", "bias")})
+    labels = task["labels"]
+    prefix = "MegatronBert" if fmt == MEGATRON_BERT else "Bert"
+    return out, {"architectures": [prefix + _TASK_ARCHITECTURES[kind]],
+                 "id2label": {str(i): label for i, label in enumerate(labels)},
+                 "label2id": {label: i for i, label in enumerate(labels)}}
