@@ -138,7 +138,8 @@ def finetune_ner(checkpoint: str | os.PathLike, files: NerFiles, output_dir: str
         scores = entity_scores([s.tags for s in scored], predicted)
         metrics = {**scores.as_dict(), "evaluated_on": "test" if test is not None else "dev",
                    "dev_f1": result.dev_scores, "best_epoch": result.best_epoch,
-                   "epoch_seconds": result.epoch_seconds, "labeling": labeling, "labels": labels}
+                   "epoch_seconds": result.epoch_seconds, "train_loss": result.epoch_losses,
+                   "labeling": labeling, "labels": labels}
         output.write_json("metrics.json", metrics)
         output.write_text("predictions.conll", conll_lines(scored, predicted))
         output.write_json("labels.json", labels)

@@ -22,6 +22,9 @@ class FitResult:
     epoch_seconds: list[float] = field(default_factory=list)
     best_epoch: int = 0
     losses: list[float] = field(default_factory=list)
+    """Training loss of every step."""
+    epoch_losses: list[float] = field(default_factory=list)
+    """Mean training loss of each epoch."""
 
 
 def fit(engine: Engine, config: FinetuneConfig, lengths: Sequence[int], collate: Callable[[list[int]], Batch],
@@ -44,6 +47,7 @@ def fit(engine: Engine, config: FinetuneConfig, lengths: Sequence[int], collate:
                 progress.report({"epoch": epoch + 1, "iteration": iteration, "loss": step.loss, "lr": step.lr,
                                  "grad_norm": step.grad_norm}, iteration, _LOGGED)
         result.epoch_seconds.append(time.monotonic() - start)
+        result.epoch_losses.append(sum(result.losses[-len(batches):]) / max(1, len(batches)))
         score = evaluate()
         result.dev_scores.append(score)
         progress.scalars({"score": score}, epoch + 1, prefix="dev")

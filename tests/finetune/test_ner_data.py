@@ -3,6 +3,7 @@ labelling schemes, and length-bucketed batches that cover an epoch exactly once.
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -87,7 +88,7 @@ def test_windows_cover_all_words_with_overlap():
     lengths = [1, 3, 2, 1, 1, 4, 2, 2, 1, 3]
     spans = window_spans(lengths, budget=6)
     assert spans[0][0] == 0 and spans[-1][1] == len(lengths)
-    for (s1, e1), (s2, e2) in zip(spans, spans[1:], strict=False):
+    for (s1, e1), (s2, e2) in itertools.pairwise(spans):
         assert s1 < s2 <= e1 < e2  # advancing, no gap
     for s, e in spans:
         assert sum(lengths[s:e]) <= 6

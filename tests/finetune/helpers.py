@@ -1,0 +1,50 @@
+"""A tiny pretrained checkpoint and a synthetic NER corpus for recipe tests."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from megabio.config import ModelConfig
+from megabio.convert.checkpoint import write_checkpoint
+from megabio.model import BertForPretraining
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+PLAIN = ["the", "patient", "was", "given", "for", "pain", "and", "fever", "after", "surgery", "dose", "of"]
+CHEMICALS = ["aspirin", "ibuprofen", "naloxone", "clonidine"]
+
+
+def tiny_checkpoint(directory: Path, dropout: float = 0.0) -> Path:
+    """A randomly initialised tiny pre-LN encoder saved as a megabio checkpoint with its vocab.txt."""
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab = directory / "vocab.source.txt"
+    vocab.write_text("\n".join(SPECIALS + PLAIN + CHEMICALS + ["acid", "##s"]) + "\n", encoding="utf-8")
+    config = ModelConfig.from_preset("tiny", vocab_size=len(vocab.read_text().split()), hidden_dropout=dropout,
+                                     attention_dropout=dropout)
+    torch.manual_seed(0)
+    checkpoint = directory / "pretrained"
+    write_checkpoint(checkpoint, BertForPretraining(config).state_dict(), config,
+                     extra={"tokenizer": {"lower_case": True}}, vocab_file=vocab)
+    return checkpoint
+
+
+def synthetic_iob(path: Path, sentences: int, seed: int, long_sentence: int = 0) -> Path:
+    """IOB sentences where chemicals (optionally followed by `acid`) are entities; one sentence of
+    `long_sentence` words when asked, longer than the tests' sequence length."""
+    rng = random.Random(seed)
+    blocks = []
+    for index in range(sentences):
+        size = long_sentence if index == 0 and long_sentence else rng.randint(3, 12)
+        lines = []
+        while len(lines) < size:
+            if rng.random() < 0.2:
+                lines.append(f"{rng.choice(CHEMICALS)}\tB-Chemical")
+                if rng.random() < 0.3:
+                    lines.append("acid\tI-Chemical")
+            else:
+                lines.append(f"{rng.choice(PLAIN)}\tO")
+        blocks.append("\n".join(lines) + "\n")
+    path.write_text("\n".join(blocks), encoding="utf-8")
+    return path
