@@ -199,9 +199,9 @@ def evaluate_ner(gold_path: str | os.PathLike, pred_path: str | os.PathLike) -> 
         untagged = next((s for s in sentences if s.tags is None), None)
         if untagged is not None:
             raise ConfigError(f"{path}:{untagged.line}: no tag column")
-    if len(gold) != len(pred):
-        raise ConfigError(f"{pred_path}: {len(pred)} sentences, {gold_path} has {len(gold)}")
-    for g, p in zip(gold, pred, strict=True):
+    for g, p in zip(gold, pred, strict=False):
         if g.words != p.words:
             raise ConfigError(f"{pred_path}:{p.line}: the sentence's words differ from {gold_path}:{g.line}")
+    if len(gold) != len(pred):
+        raise ConfigError(f"{pred_path}: {len(pred)} sentences, {gold_path} has {len(gold)}")
     return entity_scores([s.tags for s in gold], [s.tags for s in pred]).as_dict()
