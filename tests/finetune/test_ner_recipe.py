@@ -97,3 +97,19 @@ def test_export_to_transformers_gives_the_same_predictions(setup, single_run, tm
     mask = batch["attention_mask"].bool()
     torch.testing.assert_close(ours[mask], theirs[mask], rtol=1e-4, atol=1e-4)
     assert torch.equal(ours[mask].argmax(-1), theirs[mask].argmax(-1))
+
+
+def test_cli_under_torchrun_with_tp2(setup, single_run):
+    from tests.training.test_launch import launch, torchrun
+
+    root, checkpoint, files = setup
+    out = root / "out-torchrun"
+    code, lines = launch(torchrun("--standalone", "--nproc-per-node", "2", "-m", "megabio", "finetune", "ner",
+                                  "--checkpoint", str(checkpoint), "--train", files.train, "--dev", files.dev,
+                                  "--test", files.test, "--output-dir", str(out), "--tensor-model-parallel-size",
+                                  "2", "--epochs", "3", "--lr", "1e-2", "--micro-batch-size", "8",
+                                  "--seq-length", "24", "--fc-dropout", "0"))
+    assert code == 0, "\n".join(lines)
+    assert "TP=2" in "\n".join(lines)
+    ours = json.loads((out / "metrics.json").read_text())
+    assert ours["f1"] == pytest.approx(single_run[1]["f1"])
