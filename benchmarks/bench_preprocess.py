@@ -20,8 +20,9 @@ import torch
 import transformers
 
 from megabio.config import ModelConfig
-from megabio.data.bert_dataset import BertDataset, BertSampleSettings, read_vocab
-from megabio.data.corpus import read_documents, read_id_list
+from megabio.data.bert_dataset import BertDataset, BertSampleSettings
+from megabio.io.vocab import read_vocab
+from megabio.io.corpus import read_documents, read_id_list
 from megabio.data.indexed_dataset import IndexedDatasetWriter, optimal_dtype
 from megabio.data.preprocess import PreprocessSettings, preprocess
 from megabio.model import BertForPretraining

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from transformers import BertTokenizer
 
-from megabio.data.corpus import read_documents, read_id_list
+from megabio.io.corpus import read_documents, read_id_list
 from megabio.tokenizer.vocab_builder import VocabSettings, build_vocab
 from megabio.tokenizer.vocab_stats import vocab_stats
 from megabio.tokenizer.wordpiece import load_wordpiece

@@ -7,7 +7,7 @@ takes exactly the flags of `megabio pretrain` (see `megabio pretrain --help`).
 
 import sys
 
-from megabio.training.pretrain_cli import main
+from megabio.cli.pretrain import main
 
 if __name__ == "__main__":
     sys.exit(main())

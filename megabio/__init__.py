@@ -7,9 +7,11 @@ Importing the package has no side effects; the public pieces live in its submodu
 __version__ = "0.1.0"
 
 
-def load_pretrained(path, parallel_state=None):
-    """(BertForPretraining, tokenizer) from a megabio or Hugging Face checkpoint directory; see
-    `megabio.convert.load_pretrained`."""
+def load_pretrained(path, parallel_state=None, model_class=None, **options):
+    """(model, tokenizer, info) from a megabio or Hugging Face checkpoint directory, as `model_class`
+    (default BertForPretraining); see `megabio.convert.load_pretrained`."""
     from megabio.convert import load_pretrained as load
 
-    return load(path, parallel_state)
+    if model_class is not None:
+        options["model_class"] = model_class
+    return load(path, parallel_state, **options)

@@ -11,13 +11,14 @@ from typing import Any
 
 import torch
 
+from megabio.checkpoint.layout import CheckpointError
 from megabio.config import ModelConfig
 
 BERT, MEGATRON_BERT = "hf-bert", "hf-megatron-bert"
 _GELU = {"gelu": "none", "gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}
 
 
-class ConversionError(ValueError):
+class ConversionError(CheckpointError):
     """A checkpoint that cannot be converted; the message names the key, shape or field."""
 
 

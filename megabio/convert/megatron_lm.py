@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from megabio.checkpoint.layout import RANK_FILE, iteration_dir, read_latest
+from megabio.checkpoint.sharding import merge_shards
 from megabio.config import ModelConfig
-from megabio.convert.checkpoint import LATEST, iteration_dir, merge_shards
 from megabio.convert.hf import ConversionError
 from megabio.model import BertForPretraining
 
@@ -155,13 +156,9 @@ def read_megatron_lm(directory: str | Path, vocab_size: int, trust_checkpoint: b
                      ) -> tuple[dict[str, torch.Tensor], ModelConfig, dict[str, list[str]]]:
     """(full megabio state dict, config, report) of a Megatron-LM BERT checkpoint directory."""
     directory = Path(directory)
-    latest = directory / LATEST
-    if latest.is_file():
-        tag = latest.read_text(encoding="utf-8").strip()
-        root = directory / iteration_dir(tag if tag == "release" else int(tag))
-    else:
-        root = directory  # the iteration directory itself
-    files = sorted(root.glob("mp_rank_*/model_optim_rng.pt"))
+    iteration = read_latest(directory)
+    root = directory if iteration is None else directory / iteration_dir(iteration)  # or the iteration directory
+    files = sorted(root.glob(f"mp_rank_*/{RANK_FILE}"))
     if not files:
         raise ConversionError(f"{root}: no mp_rank_*/model_optim_rng.pt (is this a Megatron-LM checkpoint?)")
     loaded = [load_megatron_file(f, trust_checkpoint) for f in files]

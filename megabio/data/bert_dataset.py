@@ -59,11 +59,6 @@ class SpecialIds:
         return cls(index["[CLS]"], index["[SEP]"], index["[MASK]"], index["[PAD]"])
 
 
-def read_vocab(path: str | os.PathLike) -> list[str]:
-    with open(path, encoding="utf-8") as handle:
-        return [line.rstrip("\n") for line in handle]
-
-
 class BertDataset(torch.utils.data.Dataset):
     """`dataset[i]` -> dict of tensors: input_ids, token_type_ids, attention_mask, mlm_labels (-100 where
     not masked), binary_labels (1 = swapped / random next)."""

@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from megabio.data.corpus import read_documents
 from megabio.data.indexed_dataset import IndexedDatasetWriter, optimal_dtype
+from megabio.io.corpus import read_documents
 from megabio.tokenizer.sentences import SentenceSplitter
 from megabio.tokenizer.wordpiece import load_wordpiece
 

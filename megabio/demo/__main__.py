@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from megabio.data.corpus import read_documents, read_id_list
 from megabio.data.preprocess import PreprocessSettings, preprocess
+from megabio.io.corpus import read_documents, read_id_list
 from megabio.tokenizer.sentences import save_params, train_punkt
 from megabio.tokenizer.vocab_builder import VocabSettings, build_vocab
 
@@ -60,12 +60,7 @@ def main() -> int:
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     shutil.rmtree(work / "tensorboard", ignore_errors=True)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-               "-m", "megabio", "pretrain", "--preset", "tiny", "--vocab-file", str(work / "vocab" / "vocab.txt"),
-               "--data-path", stats["output_prefix"], "--tensor-model-parallel-size", str(args.nproc),
-               "--micro-batch-size", "16", "--global-batch-size", "16", "--seq-length", "64",
-               "--train-iters", str(args.train_iters), "--lr", "5e-3", "--lr-warmup-fraction", "0.05",
-               "--log-interval", "20", "--save", str(work / "checkpoints"), "--save-interval", "100",
-               "--tensorboard-dir", str(work / "tensorboard")]
+               "-m", "megabio.demo.pretrain_tp", str(work), stats["output_prefix"], str(args.train_iters)]
     result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
     if result.returncode:
         return result.returncode

@@ -12,10 +12,9 @@ import torch
 
 from megabio.config import ConfigError
 from megabio.finetune.batching import evaluation_batches, pad
-from megabio.finetune.checkpoints import check_vocabulary, save_task_model, task_model_from_pretrained
+from megabio.finetune.checkpoints import save_task_model, task_model_from_pretrained
 from megabio.finetune.config import FinetuneConfig
 from megabio.finetune.conlleval import entity_scores
-from megabio.finetune.models import BertForTokenClassification, HeadConfig
 from megabio.finetune.ner_data import (
     Labeling,
     Sentence,
@@ -27,6 +26,8 @@ from megabio.finetune.ner_data import (
 )
 from megabio.finetune.output import OutputDir
 from megabio.finetune.trainer import fit, steps_per_epoch
+from megabio.io.vocab import check_same_vocabulary
+from megabio.model.task_models import BertForTokenClassification, HeadConfig
 from megabio.parallel import ParallelState
 from megabio.training.engine import Batch, Engine, autocast, training_device
 from megabio.training.progress import ProgressLog
@@ -110,7 +111,7 @@ def finetune_ner(checkpoint: str | os.PathLike, files: NerFiles, output_dir: str
     head = HeadConfig(len(labels), config.num_fc_layers, config.fc_hidden_size, config.fc_dropout)
     model, tokenizer, info = task_model_from_pretrained("token", checkpoint, head, state, config.seed)
     if vocab_file is not None:
-        check_vocabulary(vocab_file, info["vocab"], "--vocab-file")
+        check_same_vocabulary(vocab_file, info["vocab"])
     if config.seq_length > model.config.max_position_embeddings:
         raise ConfigError(f"--seq-length {config.seq_length} exceeds the checkpoint's max_position_embeddings="
                           f"{model.config.max_position_embeddings}")

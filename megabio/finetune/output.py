@@ -1,4 +1,4 @@
-"""A fine-tuning run's output directory, written under a hidden sibling name and renamed into place at the
+"""A fine-tuning run's output directory, staged under a hidden sibling name and renamed into place at the
 end, so a failed or interrupted run leaves nothing half-written where the results belong."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 import torch.distributed as dist
 
 from megabio.config import ConfigError
+from megabio.io.atomic import StagedDirectory
 
 
 def _barrier() -> None:
@@ -23,40 +24,39 @@ class OutputDir:
     """`path` must not exist, or be empty (or `overwrite`); its parent must exist and be writable. Only
     `writer` (the first rank) touches the disk; every rank calls `open`, `commit` and `discard`."""
 
-    def __init__(self, path: str | os.PathLike, writer: bool, overwrite: bool = False, flag: str = "--output-dir"):
-        self.path, self.writer = Path(path), writer
+    def __init__(self, path: str | os.PathLike, writer: bool, overwrite: bool = False) -> None:
+        self.path, self.writer, self.staged = Path(path), writer, None
         parent = self.path.absolute().parent
         if not parent.is_dir():
-            raise ConfigError(f"{flag} {path}: the parent directory {parent} does not exist")
+            raise ConfigError(f"output directory {path}: its parent {parent} does not exist")
         if not os.access(parent, os.W_OK):
-            raise ConfigError(f"{flag} {path}: {parent} is not writable")
+            raise ConfigError(f"output directory {path}: {parent} is not writable")
         if self.path.exists() and not overwrite and (not self.path.is_dir() or any(self.path.iterdir())):
-            raise ConfigError(f"{flag} {path} exists and is not empty: choose a new directory or pass --overwrite")
-        self.staging = parent / f".{self.path.name}.partial"
+            raise ConfigError(f"output directory {path} exists and is not empty: choose a new one or overwrite it")
 
     def open(self) -> Path:
+        """The staging directory every rank writes into (its name is shared, so ranks agree on it)."""
+        staging = f".{self.path.name}.partial"
         if self.writer:
-            shutil.rmtree(self.staging, ignore_errors=True)
-            self.staging.mkdir()
+            shutil.rmtree(self.path.absolute().parent / staging, ignore_errors=True)  # left by a killed run
+            self.staged = StagedDirectory(self.path, replace=True, staging_name=staging)
         _barrier()
-        return self.staging
+        return self.path.absolute().parent / staging
 
     def write_json(self, name: str, data: Any) -> None:
-        if self.writer:
-            (self.staging / name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        if self.staged is not None:
+            (self.staged.staging / name).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
     def write_text(self, name: str, text: str) -> None:
-        if self.writer:
-            (self.staging / name).write_text(text, encoding="utf-8")
+        if self.staged is not None:
+            (self.staged.staging / name).write_text(text, encoding="utf-8")
 
     def commit(self) -> None:
         _barrier()
-        if self.writer:
-            if self.path.exists():
-                shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()
-            os.replace(self.staging, self.path)
+        if self.staged is not None:
+            self.staged.commit()
         _barrier()
 
     def discard(self) -> None:
-        if self.writer:
-            shutil.rmtree(self.staging, ignore_errors=True)
+        if self.staged is not None:
+            self.staged.discard()

@@ -1,5 +1,13 @@
-"""Megatron BERT: embeddings, attention, MLP, transformer layers, encoder and heads."""
+"""Megatron BERT: embeddings, attention, MLP, transformer layers, encoder, pretraining and task heads."""
 
-from megabio.model.bert import IGNORE_INDEX, BertForPretraining, BertModel
+from megabio.config import IGNORE_INDEX
+from megabio.model.bert import BertForPretraining, BertModel
+from megabio.model.task_models import (
+    BertForSequenceClassification,
+    BertForSpanExtraction,
+    BertForTokenClassification,
+    HeadConfig,
+)
 
-__all__ = ["IGNORE_INDEX", "BertForPretraining", "BertModel"]
+__all__ = ["IGNORE_INDEX", "BertForPretraining", "BertForSequenceClassification", "BertForSpanExtraction",
+           "BertForTokenClassification", "BertModel", "HeadConfig"]

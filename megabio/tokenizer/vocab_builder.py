@@ -24,7 +24,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from megabio.data.corpus import expand_paths, read_documents
+from megabio.io.corpus import expand_paths, read_documents
 from megabio.tokenizer.wordpiece import CONTINUATION_PREFIX, SPECIAL_TOKENS, bert_normalizer, bert_pre_tokenizer
 
 _WORD_START = "\u2581"  # SentencePiece's word-boundary marker

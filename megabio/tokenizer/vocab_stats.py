@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from megabio.data.corpus import CorpusError
+from megabio.io.corpus import CorpusError
 from megabio.tokenizer.wordpiece import load_wordpiece
 
 

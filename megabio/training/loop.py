@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from megabio.checkpoint import load_checkpoint, save_checkpoint
 from megabio.config import IGNORE_INDEX, ConfigError, ModelConfig
 from megabio.cpu_allocator import tcmalloc_hint
 from megabio.model import BertForPretraining
 from megabio.parallel import ParallelState
-from megabio.training.checkpointing import load_checkpoint, save_checkpoint
 from megabio.training.config import TrainConfig
 from megabio.training.engine import Batch, Engine, stop_requested, training_device
 from megabio.training.progress import ProgressLog

@@ -18,9 +18,9 @@ from transformers import (
 )
 
 import megabio
+from megabio.checkpoint import read_checkpoint
 from megabio.cli import main
 from megabio.convert import ConversionError, convert
-from megabio.convert.checkpoint import read_checkpoint
 from tests.shared_data import shared_data
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -54,7 +54,7 @@ def test_converted_model_gives_transformers_numbers(tmp_path, fmt, hf_class, con
     hf = hf_class(config_class(**SHAPE, hidden_act=act)).eval()
     report = convert(fmt, "megabio", save_hf(hf, tmp_path / "hf"), tmp_path / "mb")
     assert report["initialised"] == [] and report["padded_vocab_rows"] == 1152 - 1100
-    model, _ = megabio.load_pretrained(tmp_path / "mb")
+    model, *_ = megabio.load_pretrained(tmp_path / "mb")
     model.eval()
     ids, mask, types = inputs()
     with torch.no_grad():
@@ -82,7 +82,7 @@ def test_megabio_to_hf_to_megabio_is_bit_identical(tmp_path, fmt, hf_class, conf
     assert all(torch.equal(first[k], second[k]) for k in first)
     # The export loads offline with from_pretrained and computes what megabio computes.
     exported = hf_class.from_pretrained(tmp_path / "exported").eval()
-    model, _ = megabio.load_pretrained(tmp_path / "mb1")
+    model, *_ = megabio.load_pretrained(tmp_path / "mb1")
     ids, mask, types = inputs()
     with torch.no_grad():
         ours = model.eval()(ids, mask, types)[1][..., :1100]
@@ -104,9 +104,9 @@ def test_real_minilm_matches_transformers_on_pubmed(tmp_path, capsys):
                  "--output", str(tmp_path / "mb")]) == 0
     printed = capsys.readouterr().out
     assert "initialised (not in the checkpoint): lm_head.dense.weight" in printed
-    model, tokenizer = megabio.load_pretrained(tmp_path / "mb")
+    model, tokenizer, _ = megabio.load_pretrained(tmp_path / "mb")
     reference = BertModel.from_pretrained(source).eval()
-    from megabio.data.corpus import read_documents
+    from megabio.io.corpus import read_documents
 
     texts = [d.text for d in read_documents([shared_data("pretrain/CHR-pubmed-abstracts")])][:8]
     encodings = tokenizer.encode_batch(texts)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from megabio.checkpoint import read_checkpoint, shard_state
 from megabio.config import ModelConfig
 from megabio.convert import ConversionError, convert
-from megabio.convert.checkpoint import read_checkpoint, shard_state
 from megabio.model import BertForPretraining
 from tests.convert.test_hf import SPECIALS
 

@@ -9,8 +9,8 @@ import torch
 from transformers import BertConfig, BertForPreTraining
 
 import megabio
+from megabio.checkpoint import read_checkpoint
 from megabio.convert import convert
-from megabio.convert.checkpoint import read_checkpoint
 from megabio.parallel import ParallelState, gather_from_tensor_parallel_region, initialize
 from megabio.training.loop import StopFlag, pretrain
 from tests.convert.test_hf import SHAPE, inputs, save_hf
@@ -19,7 +19,7 @@ from tests.distributed import run_distributed
 
 def check_sharded_logits(checkpoint: str, tp: int, expected_file: str) -> None:
     state = initialize(tensor_model_parallel_size=tp)
-    model, _ = megabio.load_pretrained(checkpoint, parallel_state=state)
+    model, *_ = megabio.load_pretrained(checkpoint, parallel_state=state)
     ids, mask, types = inputs()
     with torch.no_grad():
         logits = gather_from_tensor_parallel_region(model.double().eval()(ids, mask, types)[1], state)
@@ -38,7 +38,7 @@ def test_reshard_2_to_1_to_4(tmp_path):
     full4, _, _ = read_checkpoint(tmp_path / "tp4")
     assert all(torch.equal(full1[k], full4[k]) for k in full1)
 
-    model, _ = megabio.load_pretrained(tmp_path / "tp1")
+    model, *_ = megabio.load_pretrained(tmp_path / "tp1")
     ids, mask, types = inputs()
     with torch.no_grad():
         expected = model.double().eval()(ids, mask, types)[1][..., :1100]

@@ -10,9 +10,9 @@ import pytest
 from transformers import BertTokenizer
 
 from megabio.cli import main
-from megabio.data.corpus import CorpusError, read_documents
 from megabio.data.indexed_dataset import IndexedDataset
 from megabio.data.preprocess import PreprocessSettings, encode_documents, preprocess
+from megabio.io.corpus import CorpusError, read_documents
 from megabio.tokenizer.sentences import SentenceSplitter, save_params, train_punkt
 from megabio.tokenizer.vocab_builder import VocabSettings, build_vocab
 from tests.shared_data import shared_data

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
+from megabio.checkpoint import write_checkpoint
 from megabio.config import ModelConfig
-from megabio.convert.checkpoint import write_checkpoint
 from megabio.model import BertForPretraining
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

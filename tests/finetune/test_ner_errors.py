@@ -45,9 +45,9 @@ def test_bad_input_is_one_clear_line_and_leaves_nothing(data, tmp_path, capsys, 
         "empty_file": (finetune(root, checkpoint, write(tmp_path / "t3.tsv", ""), dev, out), "t3.tsv: no sentences"),
         "vocabulary": (finetune(root, checkpoint, train, dev, out, "--vocab-file",
                                 str(write(tmp_path / "v.txt", "[PAD]\n[UNK]\n"))),
-                       "--vocab-file"),
+                       "v.txt has 2 tokens, the checkpoint's"),
         "output_parent": (finetune(root, checkpoint, train, dev, tmp_path / "missing" / "out"),
-                          "--output-dir"),
+                          "missing does not exist"),
         "checkpoint": (finetune(root, tmp_path / "nothing", train, dev, out), "nothing"),
     }[case]
     code, err = run(capsys, *argv)
@@ -62,7 +62,7 @@ def test_existing_output_needs_overwrite(data, tmp_path, capsys):
     out.mkdir()
     (out / "keep.txt").write_text("results of another run")
     code, err = run(capsys, *finetune(root, checkpoint, train, dev, out))
-    assert code == 2 and "--overwrite" in err and (out / "keep.txt").is_file()
+    assert code == 2 and "not empty" in err and (out / "keep.txt").is_file()
 
 
 def test_evaluate_misaligned_predictions_names_the_line(data, tmp_path, capsys):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from megabio.data.corpus import read_documents, read_id_list
+from megabio.io.corpus import read_documents, read_id_list
 from megabio.tokenizer.sentences import SentenceSplitter, load_params, save_params, train_punkt
 from tests.shared_data import shared_data
 

@@ -10,7 +10,7 @@ import pytest
 from transformers import BertTokenizer
 
 from megabio.cli import main
-from megabio.data.corpus import CorpusError
+from megabio.io.corpus import CorpusError
 from megabio.tokenizer.vocab_builder import VocabError, VocabSettings, build_vocab
 from megabio.tokenizer.wordpiece import SPECIAL_TOKENS, load_wordpiece
 

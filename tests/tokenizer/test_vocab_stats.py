@@ -7,7 +7,7 @@ import json
 import pytest
 
 from megabio.cli import main
-from megabio.data.corpus import CorpusError
+from megabio.io.corpus import CorpusError
 from megabio.tokenizer.vocab_stats import vocab_stats
 
 

@@ -66,7 +66,7 @@ def test_vocabulary_and_shape_are_checked(hf_checkpoint, tmp_path, capsys):
     same = tmp_path / "vocab.txt"
     same.write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
     assert main([*common, "--vocab-file", str(same), "--hidden-size", "128"]) == 2
-    assert "hidden_size=64, the shape flags ask for 128" in capsys.readouterr().err
+    assert "has hidden_size=64, but 128 was asked for" in capsys.readouterr().err
     assert main([*common, "--vocab-file", str(same)]) == 0
     assert f"initialised from {directory}" in capsys.readouterr().out
 

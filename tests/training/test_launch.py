@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from megabio.checkpoint import latest_iteration, read_checkpoint
 from megabio.cli import main
-from megabio.convert.checkpoint import read_checkpoint
-from megabio.training.checkpointing import latest_iteration
 from tests.data.test_bert_dataset import VOCAB, random_corpus
 
 STEP_5_SAVED = "saved checkpoint at iteration 5"

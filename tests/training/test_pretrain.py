@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from megabio.checkpoint import training as checkpointing
 from megabio.config import ConfigError, ModelConfig
 from megabio.data.bert_dataset import BertDataset, BertSampleSettings
 from megabio.parallel import ParallelState, initialize
-from megabio.training import checkpointing
 from megabio.training.config import TrainConfig
 from megabio.training.loop import StopFlag, pretrain
 from tests.data.test_bert_dataset import VOCAB, random_corpus

@@ -24,7 +24,7 @@ def test_bad_input_fails_before_training(tmp_path, capsys):
     assert main([*common, "--vocab-file", str(vocab), "--data-path", str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err
     assert main([*common, "--vocab-file", str(vocab), "--data-path", str(prefix)]) == 2
-    assert "preprocessed with another vocabulary" in capsys.readouterr().err
+    assert "preprocess the data with this vocabulary" in capsys.readouterr().err
     assert main([*common, "--vocab-file", str(vocab), "--data-path", str(prefix), "--global-batch-size", "9",
                  "--micro-batch-size", "2"]) == 2
     assert "--global-batch-size 9" in capsys.readouterr().err

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from megabio.config import ModelConfig
-from megabio.data.bert_dataset import BertDataset, BertSampleSettings, read_vocab
-from megabio.data.corpus import read_documents, read_id_list
+from megabio.data.bert_dataset import BertDataset, BertSampleSettings
 from megabio.data.preprocess import PreprocessSettings, preprocess
+from megabio.io.corpus import read_documents, read_id_list
+from megabio.io.vocab import read_vocab
 from megabio.parallel import ParallelState
 from megabio.tokenizer.sentences import save_params, train_punkt
 from megabio.training.config import TrainConfig

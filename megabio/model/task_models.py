@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from megabio.config import IGNORE_INDEX, ConfigError, ModelConfig
-from megabio.model import BertModel
+from megabio.model.bert import BertModel
 from megabio.model.heads import replicated_linear
 from megabio.parallel import ParallelState
 from megabio.parallel.layers import normal_init
@@ -163,14 +163,3 @@ class BertForSpanExtraction(_TaskModel):
 
 TASK_MODELS: dict[TaskKind, type[_TaskModel]] = {
     "token": BertForTokenClassification, "sequence": BertForSequenceClassification, "span": BertForSpanExtraction}
-
-_POOLER_KEYS = {"binary_head.pooler.weight": "pooler.weight", "binary_head.pooler.bias": "pooler.bias"}
-
-
-def encoder_weights(pretrained: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The entries of a pretrained state dict a task model takes: the encoder, and the pretraining pooler
-    (renamed for sequence classification); pretraining and other tasks' heads are left out."""
-    taken = {name: tensor for name, tensor in pretrained.items() if name.startswith("bert.")}
-    taken.update({ours: pretrained[theirs] for theirs, ours in _POOLER_KEYS.items() if theirs in pretrained})
-    taken.update({name: tensor for name, tensor in pretrained.items() if name.startswith("pooler.")})
-    return taken

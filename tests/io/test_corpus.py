@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from megabio.data.corpus import CorpusError, read_documents, read_id_list
+from megabio.io.corpus import CorpusError, read_documents, read_id_list
 
 
 def test_plain_jsonl_pubtator_gzip_and_directories(tmp_path):

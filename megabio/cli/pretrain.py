@@ -8,18 +8,22 @@ import json
 import os
 import signal
 import sys
-from pathlib import Path
 
 import torch.distributed as dist
 
+from megabio.cli.common import add_precision_flags, first_rank_log, parallel_state, run_reporting_errors
 from megabio.config import PRESETS, ConfigError, ModelConfig
-from megabio.data.bert_dataset import BertDataset, BertSampleSettings, BlendedDataset, parse_data_path, read_vocab
-from megabio.parallel import initialize
-from megabio.parallel.launch import init_process_group_from_env
+from megabio.data.bert_dataset import BertSampleSettings
+from megabio.io.vocab import read_vocab
 from megabio.sizing import model_report
-from megabio.training.checkpointing import latest_iteration
 from megabio.training.config import TrainConfig
 from megabio.training.loop import StopFlag, pretrain
+from megabio.training.pretrain_setup import (
+    build_pretraining_dataset,
+    initial_weights,
+    prepare_save_directory,
+    resolve_model_config,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,9 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         value = getattr(defaults, name)
         train.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     train.add_argument("--lr-decay-style", choices=("linear", "cosine", "constant"), default="linear")
-    precision = train.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", action="store_const", dest="precision", const="bf16")
-    precision.add_argument("--fp16", action="store_const", dest="precision", const="fp16")
+    add_precision_flags(train)
     train.add_argument("--save")
     train.add_argument("--load", help="resume from the latest checkpoint here, if there is one")
     train.add_argument("--init-from", metavar="DIR",
@@ -66,95 +68,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the resolved config, parallel layout and memory per rank, then exit")
     parser.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", "1")),
                         help="processes in the job, for --dry-run (default: $WORLD_SIZE or 1)")
-    parser.set_defaults(precision="fp32")
 
 
 def model_config(args: argparse.Namespace, vocab_size: int) -> ModelConfig:
-    common = dict(vocab_size=vocab_size, binary_head=args.binary_head, recompute_activations=args.recompute_activations,
-                  hidden_dropout=args.hidden_dropout, attention_dropout=args.attention_dropout,
-                  attention_backend=args.attention_backend)
-    if args.init_from:
-        config = init_from_config(args, common)
-    elif args.preset:
-        config = ModelConfig.from_preset(args.preset, **common)
-    else:
-        shape = (args.num_layers, args.hidden_size, args.num_attention_heads)
-        if None in shape:
-            raise ConfigError("give --preset, or all of --num-layers, --hidden-size and --num-attention-heads")
-        config = ModelConfig(num_layers=shape[0], hidden_size=shape[1], num_attention_heads=shape[2],
-                             ffn_hidden_size=4 * shape[1], max_position_embeddings=max(args.seq_length, 512), **common)
-    if args.seq_length > config.max_position_embeddings:
-        raise ConfigError(f"--seq-length {args.seq_length} exceeds the model's max_position_embeddings="
-                          f"{config.max_position_embeddings}")
-    return config
-
-
-def init_from_config(args: argparse.Namespace, common: dict) -> ModelConfig:
-    """The --init-from checkpoint's shape with this run's dropout, recomputation and binary head; shape flags,
-    if given, must agree with it, and --vocab-file must be its vocabulary."""
-    from megabio.convert import pretrained_config
-
-    config, vocab = pretrained_config(args.init_from)
-    wanted = ModelConfig.from_preset(args.preset).to_dict() if args.preset else {}
-    wanted.update({k: v for k, v in (("num_layers", args.num_layers), ("hidden_size", args.hidden_size),
-                                     ("num_attention_heads", args.num_attention_heads)) if v is not None})
-    for key in ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size"):
-        if key in wanted and wanted[key] != getattr(config, key):
-            raise ConfigError(f"--init-from {args.init_from} has {key}={getattr(config, key)}, the shape flags "
-                              f"ask for {wanted[key]}: drop them or choose a matching checkpoint")
-    check_same_vocabulary(args.vocab_file, vocab)
-    return config.replace(**common)
-
-
-def check_same_vocabulary(vocab_file: str, checkpoint_vocab: Path) -> None:
-    ours, theirs = read_vocab(vocab_file), read_vocab(str(checkpoint_vocab))
-    if ours == theirs:
-        return
-    if len(ours) != len(theirs):
-        raise ConfigError(f"--vocab-file {vocab_file} has {len(ours)} tokens, the --init-from checkpoint's "
-                          f"{checkpoint_vocab} {len(theirs)}: the data must be preprocessed with the checkpoint's "
-                          f"vocabulary")
-    line = next(i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b) + 1
-    raise ConfigError(f"--vocab-file {vocab_file} line {line} differs from {checkpoint_vocab}: the data must be "
-                      f"preprocessed with the checkpoint's vocabulary")
-
-
-def _check_vocabulary(prefix: str, data: BertDataset, vocab_size: int) -> None:
-    """Ids at or past the vocabulary size mean the data was preprocessed with another vocabulary."""
-    sample = [data.data[i] for i in range(min(len(data.data), 1000))]
-    top = max((int(s.max()) for s in sample if len(s)), default=-1)
-    if top >= vocab_size:
-        raise ConfigError(f"{prefix}: token id {top} is past --vocab-file's {vocab_size} entries: was it "
-                          f"preprocessed with another vocabulary?")
+    return resolve_model_config(
+        vocab_size, args.seq_length, preset=args.preset,
+        shape={"num_layers": args.num_layers, "hidden_size": args.hidden_size,
+               "num_attention_heads": args.num_attention_heads},
+        init_from=args.init_from, vocab_file=args.vocab_file, binary_head=args.binary_head,
+        recompute_activations=args.recompute_activations, hidden_dropout=args.hidden_dropout,
+        attention_dropout=args.attention_dropout, attention_backend=args.attention_backend)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     fields = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if hasattr(args, f)}
     return TrainConfig(**fields)
-
-
-def _check_writable(directory: str) -> None:
-    try:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        probe = Path(directory) / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise ConfigError(f"--save {directory}: not writable ({error})") from None
-
-
-def _keep_vocabulary(directory: str, vocab_file: str) -> None:
-    """vocab.txt beside the checkpoints, so `load_pretrained` and `megabio convert` read them as they are."""
-    kept = Path(directory) / "vocab.txt"
-    text = Path(vocab_file).read_text(encoding="utf-8")
-    if kept.is_file():
-        if kept.read_text(encoding="utf-8") != text:
-            raise ConfigError(f"--save {directory} holds checkpoints of another vocabulary ({kept} differs from "
-                              f"--vocab-file {vocab_file})")
-        return
-    tmp = kept.with_name(f".vocab.txt.tmp-{os.getpid()}")  # every rank may write it: same text, atomic rename
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, kept)
 
 
 def dry_run(model: ModelConfig, config: TrainConfig, args: argparse.Namespace) -> int:
@@ -187,34 +115,21 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(model, config, args)
     if config.save:
-        _check_writable(config.save)
-        _keep_vocabulary(config.save, args.vocab_file)
-    init_process_group_from_env()
-    state = initialize(args.tensor_model_parallel_size, sequence_parallel=args.sequence_parallel)
+        prepare_save_directory(config.save, args.vocab_file)
+    state = parallel_state(args.tensor_model_parallel_size, args.sequence_parallel)
     model.check_tensor_parallel(state.tp_size)
     config.num_micro_batches(state.dp_size)
     samples = BertSampleSettings(max_seq_length=config.seq_length, binary_head=args.binary_head,
                                  masked_lm_prob=args.masked_lm_prob, short_seq_prob=args.short_seq_prob,
                                  seed=config.seed, num_epochs=1000,
                                  max_num_samples=config.train_iters * config.global_batch_size)
-    weighted = parse_data_path(args.data_path)
-    datasets = [BertDataset(prefix, vocab, samples) for _, prefix in weighted]
-    for (_, prefix), data in zip(weighted, datasets, strict=True):
-        _check_vocabulary(prefix, data, len(vocab))
-    dataset = datasets[0] if len(datasets) == 1 else BlendedDataset(
-        datasets, [w for w, _ in weighted], config.train_iters * config.global_batch_size)
+    dataset = build_pretraining_dataset(args.data_path, vocab, config, samples)
     stop = StopFlag()
     signal.signal(signal.SIGTERM, lambda *_: setattr(stop, "requested", True))
-    rank0 = not dist.is_initialized() or dist.get_rank() == 0
-    log = (lambda message: print(message, flush=True)) if rank0 else (lambda message: None)
+    log = first_rank_log(state, sys.stdout)
     log(f"megabio pretrain: {model.num_layers} layers x {model.hidden_size}, vocab {model.vocab_size}, "
         f"TP={state.tp_size} DP={state.dp_size}, {config.train_iters} iterations of {config.global_batch_size}")
-    initial = None
-    if config.init_from and not (config.load and latest_iteration(config.load) is not None):
-        from megabio.convert import pretrained_shard
-
-        initial = pretrained_shard(config.init_from, model, state)
-    pretrain(model, config, dataset, state, log=log, stop=stop, initial_weights=initial)
+    pretrain(model, config, dataset, state, log=log, stop=stop, initial_weights=initial_weights(config, model, state))
     if dist.is_initialized():
         dist.destroy_process_group()
     return 0
@@ -223,8 +138,5 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="megabio pretrain", description=__doc__)
     add_arguments(parser)
-    try:
-        return run(parser.parse_args(argv))
-    except (ConfigError, ValueError, OSError) as error:
-        print(f"megabio pretrain: error: {error}", file=sys.stderr)
-        return 2
+    args = parser.parse_args(argv)
+    return run_reporting_errors(lambda: run(args), "megabio pretrain")

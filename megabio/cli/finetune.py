@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
+from megabio.cli.common import add_precision_flags, first_rank_log, parallel_state
 from megabio.finetune.config import FinetuneConfig
 
 # Flags shared by every fine-tuning recipe, with FinetuneConfig's defaults.
@@ -32,11 +32,8 @@ def _add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     for name in _SHARED:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=_TYPES.get(name, type(value)), default=value)
-    precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", action="store_const", dest="precision", const="bf16")
-    precision.add_argument("--fp16", action="store_const", dest="precision", const="fp16")
+    add_precision_flags(parser)
     parser.add_argument("--tensorboard-dir")
-    parser.set_defaults(precision="fp32")
 
 
 def finetune_config(args: argparse.Namespace) -> FinetuneConfig:
@@ -75,28 +72,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate_ner.set_defaults(handler=_evaluate_ner)
 
 
-def _parallel_state(tensor_model_parallel_size: int):
-    from megabio.parallel import initialize
-    from megabio.parallel.launch import init_process_group_from_env
-
-    init_process_group_from_env()
-    return initialize(tensor_model_parallel_size)
-
-
-def _log(state) -> Callable[[str], None]:
-    if state.tp_rank == 0 and state.dp_rank == 0:
-        return lambda message: print(message, file=sys.stderr, flush=True)
-    return lambda message: None
-
-
 def _finetune_ner(args: argparse.Namespace) -> int:
     from megabio.finetune.ner import NerFiles, finetune_ner
 
     config = finetune_config(args)
-    state = _parallel_state(args.tensor_model_parallel_size)
+    state = parallel_state(args.tensor_model_parallel_size)
     metrics = finetune_ner(args.checkpoint, NerFiles(args.train, args.dev, args.test), args.output_dir, config,
                            args.labeling, state, vocab_file=args.vocab_file, overwrite=args.overwrite,
-                           log=_log(state))
+                           log=first_rank_log(state))
     if state.tp_rank == 0 and state.dp_rank == 0:
         print(json.dumps({k: metrics[k] for k in ("precision", "recall", "f1", "evaluated_on")}))
     return 0
@@ -106,7 +89,7 @@ def _write_output(text: str, output: str | None) -> None:
     if output is None:
         sys.stdout.write(text)
         return
-    from megabio.io import atomic_write_text
+    from megabio.io.atomic import atomic_write_text
 
     atomic_write_text(Path(output), text)
 

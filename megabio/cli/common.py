@@ -1,0 +1,43 @@
+"""Flags and helpers every `megabio` command shares."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+
+def add_precision_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--bf16 / --fp16 onto `precision` (default fp32)."""
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_const", dest="precision", const="bf16")
+    precision.add_argument("--fp16", action="store_const", dest="precision", const="fp16")
+    parser.set_defaults(precision="fp32")
+
+
+def run_reporting_errors(handler: Callable[[], int], prog: str) -> int:
+    """Run a command; an error the user can cause (bad value, file, format) ends in one line and exit 2."""
+    from megabio.config import ConfigError
+
+    try:
+        return handler()
+    except (ConfigError, ValueError, OSError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def first_rank_log(state, stream: TextIO = sys.stderr) -> Callable[[str], None]:
+    """Print progress on the first rank only (to stderr, unless the command's output is the log itself)."""
+    if state.tp_rank == 0 and state.dp_rank == 0:
+        return lambda message: print(message, file=stream, flush=True)
+    return lambda message: None
+
+
+def parallel_state(tensor_model_parallel_size: int, sequence_parallel: bool = False):
+    """Join the launcher's job (torchrun) when there is one, and lay out TP x DP over it."""
+    from megabio.parallel import initialize
+    from megabio.parallel.launch import init_process_group_from_env
+
+    init_process_group_from_env()
+    return initialize(tensor_model_parallel_size, sequence_parallel=sequence_parallel)

@@ -1,0 +1,116 @@
+"""`megabio vocab`, `megabio preprocess` and `megabio splitter`: corpus-side commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
+    """--input, --json-keys and --exclude-pmids, shared by every command that reads a corpus."""
+    parser.add_argument("--input", nargs="+", required=True, metavar="FILE",
+                        help="plain text, JSON lines, PubTator, PubMed XML or gzip files, or directories of them")
+    parser.add_argument("--json-keys", default="text", help="field holding the text in JSON lines")
+    parser.add_argument("--exclude-pmids", metavar="FILE", help="PMIDs (first field per line) to leave out")
+
+
+def _excluded_ids(args: argparse.Namespace) -> set[str] | None:
+    from megabio.io.corpus import read_id_list
+
+    return read_id_list(args.exclude_pmids) if args.exclude_pmids else None
+
+
+def add_vocab(subparsers: argparse._SubParsersAction) -> None:
+    vocab = subparsers.add_parser("vocab", help="build a WordPiece vocabulary with SentencePiece; measure one")
+    commands = vocab.add_subparsers(title="vocab commands", required=True, metavar="COMMAND")
+
+    build = commands.add_parser(
+        "build", help="train SentencePiece on a corpus and write a BERT vocab.txt",
+        description="Train SentencePiece (unigram or BPE) on plain text, JSON lines, PubTator or gzip files "
+                    "(or directories of them) and convert it to a BERT WordPiece vocab.txt of exactly "
+                    "--vocab-size entries, with the SentencePiece model and a JSON card.")
+    _add_corpus_arguments(build)
+    build.add_argument("--vocab-size", type=int, default=30000)
+    build.add_argument("--model-type", choices=("unigram", "bpe"), default="unigram")
+    case = build.add_mutually_exclusive_group()
+    case.add_argument("--cased", dest="lower_case", action="store_false", help="keep case (default)")
+    case.add_argument("--uncased", dest="lower_case", action="store_true", help="lower-case and strip accents")
+    build.add_argument("--sample-sentences", type=int, default=2_000_000,
+                       help="lines SentencePiece samples from a larger corpus")
+    build.add_argument("--output-dir", required=True)
+    build.add_argument("--overwrite", action="store_true")
+    build.set_defaults(handler=_vocab_build, lower_case=False)
+
+    stats = commands.add_parser(
+        "stats", help="sub-tokens per word (all and named-entity words), [UNK] rate, most fragmented words",
+        description="Print JSON statistics of a vocabulary on IOB files (word<TAB>tag per line).")
+    stats.add_argument("--vocab", required=True)
+    stats.add_argument("--lower-case", action="store_true")
+    stats.add_argument("--iob", nargs="+", required=True, metavar="FILE")
+    stats.add_argument("--top", type=int, default=20, help="how many fragmented entity words to list")
+    stats.set_defaults(handler=_vocab_stats)
+
+
+def _vocab_build(args: argparse.Namespace) -> int:
+    from megabio.tokenizer.vocab_builder import VocabSettings, build_vocab
+
+    settings = VocabSettings(vocab_size=args.vocab_size, model_type=args.model_type, lower_case=args.lower_case,
+                             sample_sentences=args.sample_sentences, json_key=args.json_keys)
+    build_vocab(args.input, args.output_dir, settings, exclude_ids=_excluded_ids(args), overwrite=args.overwrite)
+    return 0
+
+
+def _vocab_stats(args: argparse.Namespace) -> int:
+    from megabio.tokenizer.vocab_stats import vocab_stats
+
+    print(json.dumps(vocab_stats(args.vocab, args.iob, lower_case=args.lower_case, top=args.top), indent=2))
+    return 0
+
+
+def add_preprocess(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "preprocess", help="text to a Megatron-compatible indexed dataset (.bin/.idx)",
+        description="Read plain text, JSON lines, PubTator, PubMed XML or gzip files, optionally split "
+                    "sentences, WordPiece-tokenize in a process pool and write <prefix>_<key>_sentence.bin/.idx "
+                    "(or _document with whole documents).")
+    _add_corpus_arguments(parser)
+    parser.add_argument("--vocab", "--vocab-file", dest="vocab", required=True, help="WordPiece vocab.txt")
+    parser.add_argument("--lower-case", action="store_true")
+    parser.add_argument("--split-sentences", action="store_true")
+    parser.add_argument("--punkt", help="Punkt parameters from `megabio splitter train`")
+    parser.add_argument("--output-prefix", required=True)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.set_defaults(handler=_preprocess)
+
+    splitter = subparsers.add_parser("splitter", help="sentence splitter (Punkt) commands")
+    commands = splitter.add_subparsers(title="splitter commands", required=True, metavar="COMMAND")
+    train = commands.add_parser("train", help="learn Punkt parameters from a corpus",
+                                description="Learn Punkt sentence-splitting parameters from the corpus and save "
+                                            "them as JSON; biomedical abbreviations (i.v., et al., Fig., vs., "
+                                            "e.g.) are always added.")
+    _add_corpus_arguments(train)
+    train.add_argument("--output", required=True, help="punkt.json to write")
+    train.set_defaults(handler=_splitter_train)
+
+
+def _preprocess(args: argparse.Namespace) -> int:
+    from megabio.data.preprocess import PreprocessSettings, preprocess
+
+    settings = PreprocessSettings(vocab_file=args.vocab, lower_case=args.lower_case,
+                                  split_sentences=args.split_sentences, punkt_file=args.punkt,
+                                  json_key=args.json_keys, workers=args.workers)
+    preprocess(args.input, args.output_prefix, settings, exclude_ids=_excluded_ids(args))
+    return 0
+
+
+def _splitter_train(args: argparse.Namespace) -> int:
+    from megabio.io.corpus import read_documents
+    from megabio.tokenizer.sentences import save_params, train_punkt
+
+    texts = (d.text for d in read_documents(args.input, args.json_keys, _excluded_ids(args)))
+    save_params(train_punkt(texts), args.output)
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+

@@ -1,0 +1,1 @@
+"""The bottom layer beside config: atomic writes, corpus reading and vocabulary files."""
