@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from megabio.io.atomic import StagedFile, atomic_file
+
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
 DTYPES: dict[int, type] = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float64,
@@ -45,8 +47,8 @@ class IndexedDatasetWriter:
             raise IndexedDatasetError(f"dtype {self.dtype} has no MMIDIDX code; use one of "
                                       f"{sorted(str(np.dtype(t)) for t in DTYPES.values())}")
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
-        self._bin_tmp = Path(f"{self.prefix}.bin.tmp-{os.getpid()}")
-        self._bin = open(self._bin_tmp, "wb")  # closed by finalize() or abort()
+        self._bin_file = StagedFile(f"{self.prefix}.bin")
+        self._bin = open(self._bin_file.staging, "wb")  # closed by finalize() or abort()
         self._sizes: list[int] = []
         self._doc_index: list[int] = [0]
 
@@ -76,18 +78,16 @@ class IndexedDatasetWriter:
         pointers = np.zeros(len(sizes), dtype=np.int64)
         if len(sizes) > 1:
             np.cumsum(sizes[:-1].astype(np.int64) * self.dtype.itemsize, out=pointers[1:])
-        idx_tmp = Path(f"{self.prefix}.idx.tmp-{os.getpid()}")
-        with open(idx_tmp, "wb") as idx:
+        self._bin_file.commit()
+        with atomic_file(f"{self.prefix}.idx") as tmp, open(tmp, "wb") as idx:  # last: it marks a complete dataset
             idx.write(_HEADER.pack(MAGIC, VERSION, _CODES[self.dtype], len(sizes), len(self._doc_index)))
             idx.write(sizes.tobytes(order="C"))
             idx.write(pointers.tobytes(order="C"))
             idx.write(np.asarray(self._doc_index, dtype=np.int64).tobytes(order="C"))
-        os.replace(self._bin_tmp, f"{self.prefix}.bin")
-        os.replace(idx_tmp, f"{self.prefix}.idx")  # the index last: its presence marks a complete dataset
 
     def abort(self) -> None:
         self._bin.close()
-        self._bin_tmp.unlink(missing_ok=True)
+        self._bin_file.discard()
 
     def __enter__(self) -> IndexedDatasetWriter:
         return self

@@ -7,10 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from megabio.io.atomic import atomic_file
 
 _MASK64 = (1 << 64) - 1
 LONG_SENTENCE_LENGTH = 512
@@ -85,7 +86,6 @@ def cached_mapping(prefix: str | os.PathLike, settings: dict, build) -> np.ndarr
         return np.load(path, allow_pickle=False)
     mapping = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".npy", delete=False) as f:
-        np.save(f, mapping, allow_pickle=False)
-    os.replace(f.name, path)
+    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, mapping, allow_pickle=False)
     return mapping

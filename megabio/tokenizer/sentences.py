@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer, PunktTokenizer, PunktTrainer
+
+from megabio.io.atomic import atomic_write_text
 
 # Punkt stores abbreviations lower-cased, without the final period; "et al." is the token "al".
 BIOMEDICAL_ABBREVIATIONS = frozenset({
@@ -88,10 +89,7 @@ def save_params(params: PunktParameters, path: str | os.PathLike) -> None:
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False,
-                                     encoding="utf-8") as handle:
-        json.dump(data, handle)
-    os.replace(handle.name, path)
+    atomic_write_text(path, json.dumps(data))
 
 
 def load_params(path: str | os.PathLike) -> PunktParameters:

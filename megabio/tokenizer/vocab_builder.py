@@ -24,6 +24,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from megabio.io.atomic import atomic_directory
 from megabio.io.corpus import expand_paths, read_documents
 from megabio.tokenizer.wordpiece import CONTINUATION_PREFIX, SPECIAL_TOKENS, bert_normalizer, bert_pre_tokenizer
 
@@ -154,16 +155,15 @@ def build_vocab(inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLi
     """Build `output_dir` with vocab.txt, spm.model, spm.vocab and vocab_card.json; returns the card."""
     output = Path(output_dir)
     if output.exists() and not overwrite:
-        raise VocabError(f"{output} exists; pass --overwrite to replace it")
+        raise VocabError(f"{output} exists: choose another directory or overwrite it")
     files = expand_paths(inputs)
     if not files:
         raise VocabError("no input files")
     output.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.tmp-") as tmp:
-        work = Path(tmp) / "vocab"
-        work.mkdir()
-        text_file = Path(tmp) / "training_text.txt"
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.text-") as scratch, \
+            atomic_directory(output, replace=overwrite) as work:
+        text_file = Path(scratch) / "training_text.txt"
         if show_progress:
             _progress(f"reading {len(files)} file(s)")
         chars, documents, text_bytes = _write_training_text(files, settings, exclude_ids, text_file, show_progress)
@@ -185,9 +185,6 @@ def build_vocab(inputs: Iterable[str | os.PathLike], output_dir: str | os.PathLi
             "build_seconds": round(time.monotonic() - started, 1),
         }
         (work / "vocab_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        if output.exists():  # moved into the temporary directory, which is removed below
-            os.replace(output, Path(tmp) / "previous")
-        os.replace(work, output)
     if show_progress:
         _progress(f"wrote {output}/vocab.txt ({len(vocab):,} entries) in {card['build_seconds']} s")
     return card

@@ -68,7 +68,7 @@ def test_existing_output_needs_overwrite_and_is_replaced_whole(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.txt").write_text("old", encoding="utf-8")
-    with pytest.raises(VocabError, match="exists; pass --overwrite"):
+    with pytest.raises(VocabError, match="exists: choose another directory or overwrite it"):
         build_vocab([corpus], out, VocabSettings(vocab_size=120), show_progress=False)
     build_vocab([corpus], out, VocabSettings(vocab_size=120), overwrite=True, show_progress=False)
     assert not (out / "stale.txt").exists() and (out / "vocab.txt").is_file()
