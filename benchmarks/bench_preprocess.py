@@ -21,10 +21,10 @@ import transformers
 
 from megabio.config import ModelConfig
 from megabio.data.bert_dataset import BertDataset, BertSampleSettings
-from megabio.io.vocab import read_vocab
-from megabio.io.corpus import read_documents, read_id_list
 from megabio.data.indexed_dataset import IndexedDatasetWriter, optimal_dtype
 from megabio.data.preprocess import PreprocessSettings, preprocess
+from megabio.io.corpus import read_documents, read_id_list
+from megabio.io.vocab import read_vocab
 from megabio.model import BertForPretraining
 from megabio.tokenizer.sentences import SentenceSplitter, save_params, train_punkt
 

@@ -38,12 +38,6 @@ def shard_for_rank(full: dict[str, torch.Tensor], config: ModelConfig, tp: int, 
     return shard
 
 
-def shard_state(full: dict[str, torch.Tensor], config: ModelConfig, tp: int) -> list[dict[str, torch.Tensor]]:
-    """All `tp` shards of a full state dict."""
-    dims = partition_dims(config, tp)
-    return [shard_for_rank(full, config, tp, rank, dims) for rank in range(tp)]
-
-
 def merge_shards(shards: list[dict[str, torch.Tensor]], config: ModelConfig) -> dict[str, torch.Tensor]:
     """The full state dict (vocab padded for TP=1) of TP shards."""
     tp = len(shards)

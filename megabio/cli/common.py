@@ -16,6 +16,13 @@ def add_precision_flags(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     parser.set_defaults(precision="fp32")
 
 
+def command_group(subparsers: argparse._SubParsersAction, name: str, help: str, metavar: str = "COMMAND"
+                  ) -> argparse._SubParsersAction:
+    """`megabio NAME SUBCOMMAND ...`: a command whose sub-commands are added to the returned action."""
+    group = subparsers.add_parser(name, help=help)
+    return group.add_subparsers(title=f"{name} {metavar.lower()}s", required=True, metavar=metavar)
+
+
 def run_reporting_errors(handler: Callable[[], int], prog: str) -> int:
     """Run a command; an error the user can cause (bad value, file, format) ends in one line and exit 2."""
     from megabio.config import ConfigError

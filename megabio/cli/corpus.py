@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from megabio.cli.common import command_group
+
 
 def _add_corpus_arguments(parser: argparse.ArgumentParser) -> None:
     """--input, --json-keys and --exclude-pmids, shared by every command that reads a corpus."""
@@ -22,8 +24,7 @@ def _excluded_ids(args: argparse.Namespace) -> set[str] | None:
 
 
 def add_vocab(subparsers: argparse._SubParsersAction) -> None:
-    vocab = subparsers.add_parser("vocab", help="build a WordPiece vocabulary with SentencePiece; measure one")
-    commands = vocab.add_subparsers(title="vocab commands", required=True, metavar="COMMAND")
+    commands = command_group(subparsers, "vocab", "build a WordPiece vocabulary with SentencePiece; measure one")
 
     build = commands.add_parser(
         "build", help="train SentencePiece on a corpus and write a BERT vocab.txt",
@@ -83,8 +84,7 @@ def add_preprocess(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.set_defaults(handler=_preprocess)
 
-    splitter = subparsers.add_parser("splitter", help="sentence splitter (Punkt) commands")
-    commands = splitter.add_subparsers(title="splitter commands", required=True, metavar="COMMAND")
+    commands = command_group(subparsers, "splitter", "sentence splitter (Punkt) commands")
     train = commands.add_parser("train", help="learn Punkt parameters from a corpus",
                                 description="Learn Punkt sentence-splitting parameters from the corpus and save "
                                             "them as JSON; biomedical abbreviations (i.v., et al., Fig., vs., "

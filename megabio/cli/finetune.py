@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from megabio.cli.common import add_precision_flags, first_rank_log, parallel_state
+from megabio.cli.common import add_precision_flags, command_group, first_rank_log, parallel_state
 from megabio.finetune.config import FinetuneConfig
 
 # Flags shared by every fine-tuning recipe, with FinetuneConfig's defaults.
@@ -41,8 +41,7 @@ def finetune_config(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    finetune = subparsers.add_parser("finetune", help="fine-tune an encoder on a task (under torchrun for TP/DP)")
-    tasks = finetune.add_subparsers(title="tasks", required=True, metavar="TASK")
+    tasks = command_group(subparsers, "finetune", "fine-tune an encoder on a task (under torchrun for TP/DP)", "TASK")
     ner = tasks.add_parser(
         "ner", help="named-entity recognition on IOB files, scored with conlleval entity-level F1",
         description="Fine-tune a token classifier on IOB / CoNLL files (token<TAB>tag, blank line between "
@@ -53,8 +52,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                      help="subtoken: the first piece of a word carries its tag; wholeword: every piece does")
     ner.set_defaults(handler=_finetune_ner)
 
-    predict = subparsers.add_parser("predict", help="apply a fine-tuned model")
-    predict_tasks = predict.add_subparsers(title="tasks", required=True, metavar="TASK")
+    predict_tasks = command_group(subparsers, "predict", "apply a fine-tuned model", "TASK")
     predict_ner = predict_tasks.add_parser("ner", help="tag raw text (a sentence per line) or CoNLL",
                                            description="Print CoNLL lines: token<TAB>tag (token gold predicted "
                                                        "when the input carries tags).")
@@ -64,8 +62,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     predict_ner.add_argument("--output", metavar="FILE", help="write here instead of standard output")
     predict_ner.set_defaults(handler=_predict_ner)
 
-    evaluate = subparsers.add_parser("evaluate", help="score predictions against gold")
-    evaluate_tasks = evaluate.add_subparsers(title="tasks", required=True, metavar="TASK")
+    evaluate_tasks = command_group(subparsers, "evaluate", "score predictions against gold", "TASK")
     evaluate_ner = evaluate_tasks.add_parser("ner", help="conlleval entity-level precision, recall and F1 (JSON)")
     evaluate_ner.add_argument("--gold", required=True, metavar="FILE", help="CoNLL; the last column is the tag")
     evaluate_ner.add_argument("--pred", required=True, metavar="FILE", help="CoNLL; the last column is the tag")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from megabio.config import ConfigError
-from megabio.training.config import TrainConfig
+from megabio.training.config import Precision, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class FinetuneConfig:
     """Clip the global gradient norm to this; 0 disables."""
     seed: int = 1234
     """Seeds the head's initialisation, dropout and the data order."""
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Precision = "fp32"
     """Autocast precision of forward and backward; fp16 adds dynamic loss scaling."""
     num_fc_layers: int = 1
     """Linear layers in the task head (1 or 2)."""

@@ -35,15 +35,18 @@ class StagedFile:
 
 
 @contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it replaces `path`, on failure it is removed."""
-    staged = StagedFile(path)
+def _staged(staged: StagedFile | StagedDirectory) -> Iterator[Path]:
     try:
         yield staged.staging
         staged.commit()
     except BaseException:
         staged.discard()
         raise
+
+
+def atomic_file(path: str | os.PathLike):
+    """A context yielding a temporary path to write; on success it replaces `path`, on failure it is removed."""
+    return _staged(StagedFile(path))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -83,13 +86,7 @@ class StagedDirectory:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-@contextmanager
-def atomic_directory(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
-    """Yield a temporary directory to fill; on success it becomes `path`, on failure it is removed."""
-    staged = StagedDirectory(path, replace)
-    try:
-        yield staged.staging
-        staged.commit()
-    except BaseException:
-        staged.discard()
-        raise
+def atomic_directory(path: str | os.PathLike, replace: bool = False):
+    """A context yielding a temporary directory to fill; on success it becomes `path`, on failure it is
+    removed."""
+    return _staged(StagedDirectory(path, replace))

@@ -43,6 +43,15 @@ def _sharded_weight(
     return weight
 
 
+def _zero_bias(size: int, dtype: torch.dtype, wanted: bool, mark) -> nn.Parameter | None:
+    """A zero bias of `size`, tagged by `mark`, or None when the layer has none."""
+    if not wanted:
+        return None
+    bias = nn.Parameter(torch.zeros(size, dtype=dtype))
+    mark(bias)
+    return bias
+
+
 class ColumnParallelLinear(nn.Module):
     """Y = XA + b with A split along its columns (output features): rank i computes Y_i = X A_i + b_i.
 
@@ -61,11 +70,8 @@ class ColumnParallelLinear(nn.Module):
         self.output_size_per_partition = divide(output_size, state.tp_size, "output_size")
         # [out / tp, in]
         self.weight = _sharded_weight((output_size, input_size), 0, init_method, state, dtype)
-        if bias:
-            self.bias = nn.Parameter(torch.zeros(self.output_size_per_partition, dtype=self.weight.dtype))
-            mark_tensor_parallel(self.bias, 0)
-        else:
-            self.register_parameter("bias", None)
+        self.bias = _zero_bias(self.output_size_per_partition, self.weight.dtype, bias,
+                               lambda b: mark_tensor_parallel(b, 0))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.state.sequence_parallel:
@@ -97,12 +103,9 @@ class RowParallelLinear(nn.Module):
         self.input_size_per_partition = divide(input_size, state.tp_size, "input_size")
         # [out, in / tp]
         self.weight = _sharded_weight((output_size, input_size), 1, init_method, state, dtype)
-        if bias:
-            self.bias = nn.Parameter(torch.zeros(output_size, dtype=self.weight.dtype))
-            if state.sequence_parallel:
-                mark_sequence_parallel(self.bias)
-        else:
-            self.register_parameter("bias", None)
+        # Replicated; under sequence parallelism each rank adds it to a sequence slice (gradients summed over TP).
+        self.bias = _zero_bias(output_size, self.weight.dtype, bias,
+                               mark_sequence_parallel if state.sequence_parallel else lambda b: None)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not self.input_is_parallel:

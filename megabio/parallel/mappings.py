@@ -68,127 +68,67 @@ def _reduce_scatter_first(x: torch.Tensor, state: ParallelState) -> torch.Tensor
     return out
 
 
-class _CopyToTP(torch.autograd.Function):
-    """Forward: identity. Backward: all-reduce over TP."""
+def _identity(x: torch.Tensor, state: ParallelState) -> torch.Tensor:
+    return x
+
+
+def _all_reduce_copy(x: torch.Tensor, state: ParallelState) -> torch.Tensor:
+    return _all_reduce(x.clone(), state)  # the input may be needed by autograd elsewhere
+
+
+class _Conjugate(torch.autograd.Function):
+    """Forward: `forward(x, state)`. Backward: `backward(grad, state)`, the forward's transpose."""
 
     @staticmethod
-    def forward(ctx, x, state):
-        ctx.state = state
-        return x
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _all_reduce(grad, ctx.state), None
-
-
-class _ReduceFromTP(torch.autograd.Function):
-    """Forward: all-reduce over TP. Backward: identity."""
-
-    @staticmethod
-    def forward(ctx, x, state):
-        return _all_reduce(x.clone(), state)
+    def forward(ctx, x, state, forward, backward):
+        ctx.state, ctx.transpose = state, backward
+        return forward(x, state)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad, None
+        return ctx.transpose(grad, ctx.state), None, None, None
 
 
-class _ScatterToTP(torch.autograd.Function):
-    """Forward: keep this rank's chunk of the last dim. Backward: all-gather the last dim."""
-
-    @staticmethod
-    def forward(ctx, x, state):
-        ctx.state = state
-        return _split_last(x, state)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _gather_last(grad, ctx.state), None
-
-
-class _GatherFromTP(torch.autograd.Function):
-    """Forward: all-gather the last dim. Backward: keep this rank's chunk."""
-
-    @staticmethod
-    def forward(ctx, x, state):
-        ctx.state = state
-        return _gather_last(x, state)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _split_last(grad, ctx.state), None
-
-
-class _ScatterToSP(torch.autograd.Function):
-    """Forward: keep this rank's slice of the sequence (dim 0). Backward: all-gather the sequence."""
-
-    @staticmethod
-    def forward(ctx, x, state):
-        ctx.state = state
-        return _split_first(x, state)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _gather_first(grad, ctx.state), None
-
-
-class _GatherFromSP(torch.autograd.Function):
-    """Forward: all-gather the sequence (dim 0). Backward: reduce-scatter when the consumer's gradient is a
-    TP partial sum (a column-parallel layer follows), else keep this rank's slice (replicated consumer)."""
-
-    @staticmethod
-    def forward(ctx, x, state, grad_is_partial):
-        ctx.state, ctx.grad_is_partial = state, grad_is_partial
-        return _gather_first(x, state)
-
-    @staticmethod
-    def backward(ctx, grad):
-        if ctx.grad_is_partial:
-            return _reduce_scatter_first(grad, ctx.state), None, None
-        return _split_first(grad, ctx.state), None, None
-
-
-class _ReduceScatterToSP(torch.autograd.Function):
-    """Forward: reduce-scatter the sequence (dim 0). Backward: all-gather the sequence."""
-
-    @staticmethod
-    def forward(ctx, x, state):
-        ctx.state = state
-        return _reduce_scatter_first(x, state)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _gather_first(grad, ctx.state), None
+def _mapping(x: torch.Tensor, state: ParallelState, forward, backward) -> torch.Tensor:
+    return _Conjugate.apply(x, state, forward, backward) if state.tp_size > 1 else x
 
 
 def copy_to_tensor_parallel_region(x: torch.Tensor, state: ParallelState) -> torch.Tensor:
-    return _CopyToTP.apply(x, state) if state.tp_size > 1 else x
+    """Forward: identity. Backward: all-reduce over TP."""
+    return _mapping(x, state, _identity, _all_reduce)
 
 
 def reduce_from_tensor_parallel_region(x: torch.Tensor, state: ParallelState) -> torch.Tensor:
-    return _ReduceFromTP.apply(x, state) if state.tp_size > 1 else x
+    """Forward: all-reduce over TP. Backward: identity."""
+    return _mapping(x, state, _all_reduce_copy, _identity)
 
 
 def scatter_to_tensor_parallel_region(x: torch.Tensor, state: ParallelState) -> torch.Tensor:
-    return _ScatterToTP.apply(x, state) if state.tp_size > 1 else x
+    """Forward: keep this rank's chunk of the last dim. Backward: all-gather the last dim."""
+    return _mapping(x, state, _split_last, _gather_last)
 
 
 def gather_from_tensor_parallel_region(x: torch.Tensor, state: ParallelState) -> torch.Tensor:
-    return _GatherFromTP.apply(x, state) if state.tp_size > 1 else x
+    """Forward: all-gather the last dim. Backward: keep this rank's chunk."""
+    return _mapping(x, state, _gather_last, _split_last)
 
 
 def scatter_to_sequence_parallel_region(x: torch.Tensor, state: ParallelState) -> torch.Tensor:
-    return _ScatterToSP.apply(x, state) if state.tp_size > 1 else x
+    """Forward: keep this rank's slice of the sequence (dim 0). Backward: all-gather the sequence."""
+    return _mapping(x, state, _split_first, _gather_first)
 
 
 def gather_from_sequence_parallel_region(
     x: torch.Tensor, state: ParallelState, grad_is_partial: bool = True
 ) -> torch.Tensor:
-    return _GatherFromSP.apply(x, state, grad_is_partial) if state.tp_size > 1 else x
+    """Forward: all-gather the sequence (dim 0). Backward: reduce-scatter when the consumer's gradient is a
+    TP partial sum (a column-parallel layer follows), else keep this rank's slice (replicated consumer)."""
+    return _mapping(x, state, _gather_first, _reduce_scatter_first if grad_is_partial else _split_first)
 
 
 def reduce_scatter_to_sequence_parallel_region(x: torch.Tensor, state: ParallelState) -> torch.Tensor:
-    return _ReduceScatterToSP.apply(x, state) if state.tp_size > 1 else x
+    """Forward: reduce-scatter the sequence (dim 0). Backward: all-gather the sequence."""
+    return _mapping(x, state, _reduce_scatter_first, _gather_first)
 
 
 def gather_along_first_dim(x: torch.Tensor, state: ParallelState) -> torch.Tensor:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from megabio.checkpoint import read_checkpoint, shard_state
+from megabio.checkpoint import read_checkpoint, shard_for_rank
 from megabio.config import ModelConfig
 from megabio.convert import ConversionError, convert
 from megabio.model import BertForPretraining
@@ -52,7 +52,7 @@ def write_megatron_checkpoint(directory, full, version: float, tp: int) -> None:
     sys.modules.update({"megatron": types.ModuleType("megatron"), "megatron.core": types.ModuleType("megatron.core"),
                         "megatron.core.enums": module})
     try:
-        for rank, shard in enumerate(shard_state(full, CONFIG, tp)):
+        for rank, shard in enumerate([shard_for_rank(full, CONFIG, tp, r) for r in range(tp)]):
             layers = {}
             for i in range(CONFIG.num_layers):
                 ours = f"bert.encoder.layers.{i}"

@@ -106,7 +106,7 @@ def test_mixed_precision_and_skipped_overflow(corpus, precision):
 
 
 def test_bad_configuration_fails_before_training(corpus, tmp_path):
-    with pytest.raises(ConfigError, match="--global-batch-size 9 is not divisible"):
+    with pytest.raises(ConfigError, match="global_batch_size 9 is not divisible"):
         pretrain(MODEL, dataclasses.replace(TRAIN, global_batch_size=9), dataset(corpus), ParallelState.single())
     pretrain(MODEL, dataclasses.replace(TRAIN, train_iters=1, save=str(tmp_path / "c")), dataset(corpus),
              ParallelState.single(), log=lambda _: None)

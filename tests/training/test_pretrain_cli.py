@@ -27,7 +27,7 @@ def test_bad_input_fails_before_training(tmp_path, capsys):
     assert "preprocess the data with this vocabulary" in capsys.readouterr().err
     assert main([*common, "--vocab-file", str(vocab), "--data-path", str(prefix), "--global-batch-size", "9",
                  "--micro-batch-size", "2"]) == 2
-    assert "--global-batch-size 9" in capsys.readouterr().err
+    assert "global_batch_size 9" in capsys.readouterr().err
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert main([*common, "--vocab-file", str(vocab), "--data-path", str(prefix), "--save",
