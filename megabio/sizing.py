@@ -31,6 +31,13 @@ class ParameterCount:
     """Word, position and token-type embeddings of one rank."""
 
 
+def layer_matmul_parameters(config: ModelConfig) -> int:
+    """Weights the transformer layers multiply each token by (QKV, projection, both MLP matrices): the
+    count behind the usual 6 x N FLOPs per token of a training step."""
+    h, f = config.hidden_size, config.ffn_hidden_size
+    return config.num_layers * (4 * h * h + 2 * h * f)
+
+
 def count_parameters(config: ModelConfig, tensor_model_parallel_size: int = 1) -> ParameterCount:
     """Exact parameter count of BertForPretraining(config) over `tensor_model_parallel_size` ranks."""
     tp = tensor_model_parallel_size

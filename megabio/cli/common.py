@@ -48,3 +48,24 @@ def parallel_state(tensor_model_parallel_size: int, sequence_parallel: bool = Fa
 
     init_process_group_from_env()
     return initialize(tensor_model_parallel_size, sequence_parallel=sequence_parallel)
+
+
+def print_memory_report(config, report: dict, tp: int, precision: str, micro_batch_size: int,
+                        preset: str | None = None) -> None:
+    """`megabio.sizing.model_report` as aligned rows: shape, parameters, training memory per rank."""
+    memory = report["training_memory_per_rank_bytes"]
+    rows = [("preset", preset)] if preset else []
+    rows += [
+        ("shape", f"{config.num_layers} layers x {config.hidden_size} hidden, {config.num_attention_heads} heads, "
+                  f"ffn {config.ffn_hidden_size}"),
+        ("vocab (padded)", f"{config.vocab_size} ({report['padded_vocab_size']})"),
+        ("tensor parallel", str(tp)),
+        ("parameters", f"{report['parameters']:,} ({report['parameters'] / 1e6:.1f}M)"),
+        ("parameters per rank", f"{report['parameters_per_rank']:,}"),
+        (f"weights+grads+Adam ({precision})", f"{memory['parameters_and_optimizer'] / 2**30:.2f} GiB"),
+        (f"activations (micro-batch {micro_batch_size})", f"{memory['activations'] / 2**30:.2f} GiB"),
+        ("training memory per rank", f"{memory['total'] / 2**30:.2f} GiB"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")

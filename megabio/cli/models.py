@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from megabio.cli.common import add_precision_flags
+from megabio.cli.common import add_precision_flags, print_memory_report
 from megabio.config import PRESETS, ConfigError, ModelConfig
 from megabio.sizing import model_report
 
@@ -27,10 +27,6 @@ def add_model_info(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_model_info)
 
 
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB"
-
-
 def _model_info(args: argparse.Namespace) -> int:
     overrides = {} if args.vocab_size is None else {"vocab_size": args.vocab_size}
     config = ModelConfig.from_preset(args.preset, **overrides)
@@ -45,22 +41,8 @@ def _model_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    memory = report["training_memory_per_rank_bytes"]
-    rows = [
-        ("preset", args.preset),
-        ("shape", f"{config.num_layers} layers x {config.hidden_size} hidden, {config.num_attention_heads} heads, "
-                  f"ffn {config.ffn_hidden_size}"),
-        ("vocab (padded)", f"{config.vocab_size} ({report['padded_vocab_size']})"),
-        ("tensor parallel", str(args.tensor_model_parallel_size)),
-        ("parameters", f"{report['parameters']:,} ({report['parameters'] / 1e6:.1f}M)"),
-        ("parameters per rank", f"{report['parameters_per_rank']:,}"),
-        (f"weights+grads+Adam ({args.precision})", _gib(memory["parameters_and_optimizer"])),
-        (f"activations (micro-batch {args.micro_batch_size})", _gib(memory["activations"])),
-        ("training memory per rank", _gib(memory["total"])),
-    ]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print_memory_report(config, report, args.tensor_model_parallel_size, args.precision, args.micro_batch_size,
+                        preset=args.preset)
     return 0
 
 

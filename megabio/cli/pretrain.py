@@ -11,7 +11,13 @@ import sys
 
 import torch.distributed as dist
 
-from megabio.cli.common import add_precision_flags, first_rank_log, parallel_state, run_reporting_errors
+from megabio.cli.common import (
+    add_precision_flags,
+    first_rank_log,
+    parallel_state,
+    print_memory_report,
+    run_reporting_errors,
+)
 from megabio.config import PRESETS, ConfigError, ModelConfig
 from megabio.data.bert_dataset import BertSampleSettings
 from megabio.io.vocab import read_vocab
@@ -96,15 +102,11 @@ def dry_run(model: ModelConfig, config: TrainConfig, args: argparse.Namespace) -
                           precision=config.precision, recompute_activations=model.recompute_activations,
                           sequence_parallel=args.sequence_parallel, data_parallel_size=dp,
                           distributed_optimizer=args.use_distributed_optimizer)
-    memory = report["training_memory_per_rank_bytes"]
     print(json.dumps({"model": model.to_dict(), "train": config.to_dict()}, indent=2))
     print(f"layout: world {args.world_size} = TP {tp} x DP {dp}; {micro} micro-batch(es) of "
           f"{config.micro_batch_size} per step and DP rank"
           + ("; optimizer state sharded over DP (ZeRO-1)" if args.use_distributed_optimizer and dp > 1 else ""))
-    gib = {key: value / 2**30 for key, value in memory.items()}
-    print(f"parameters: {report['parameters']:,} ({report['parameters_per_rank']:,} per rank); estimated memory "
-          f"per rank: {gib['total']:.1f} GiB (weights+grads+Adam {gib['parameters_and_optimizer']:.1f}, "
-          f"activations {gib['activations']:.1f})")
+    print_memory_report(model, report, tp, config.precision, config.micro_batch_size)
     return 0
 
 

@@ -13,6 +13,7 @@ import torch.distributed as dist
 
 from megabio.config import ModelConfig
 from megabio.parallel import ParallelState
+from megabio.sizing import layer_matmul_parameters
 
 
 def peak_memory_bytes(device: torch.device) -> int:
@@ -40,9 +41,8 @@ def tensorboard_writer(directory: str | None, state: ParallelState):
 
 
 def model_tflops(model_config: ModelConfig, tokens_per_second: float) -> float:
-    """Model FLOPs per token: 6 x transformer parameters (forward + backward), the usual estimate."""
-    params = 12 * model_config.num_layers * model_config.hidden_size ** 2
-    return 6 * params * tokens_per_second / 1e12
+    """Model FLOPs per token: 6 x the layers' matmul weights (forward + backward), the usual estimate."""
+    return 6 * layer_matmul_parameters(model_config) * tokens_per_second / 1e12
 
 
 class ProgressLog:
