@@ -12,7 +12,6 @@ import torch
 
 from megabio.config import ConfigError
 from megabio.finetune.batching import evaluation_batches, pad
-from megabio.finetune.checkpoints import save_task_model, task_model_from_pretrained
 from megabio.finetune.config import FinetuneConfig
 from megabio.finetune.conlleval import entity_scores
 from megabio.finetune.ner_data import (
@@ -24,13 +23,10 @@ from megabio.finetune.ner_data import (
     label_map,
     read_conll,
 )
-from megabio.finetune.output import OutputDir
-from megabio.finetune.trainer import fit, steps_per_epoch
-from megabio.io.vocab import check_same_vocabulary
-from megabio.model.task_models import BertForTokenClassification, HeadConfig
+from megabio.finetune.recipe import TaskData, TaskSpec, run_finetuning
+from megabio.model.task_models import BertForTokenClassification
 from megabio.parallel import ParallelState
-from megabio.training.engine import Batch, Engine, autocast, training_device
-from megabio.training.progress import ProgressLog
+from megabio.training.engine import Batch, autocast
 
 EVAL_BATCH_SIZE = 64
 
@@ -98,9 +94,6 @@ def finetune_ner(checkpoint: str | os.PathLike, files: NerFiles, output_dir: str
                  state: ParallelState | None = None, vocab_file: str | None = None, overwrite: bool = False,
                  log: Callable[[str], None] = print) -> dict:
     """Fine-tune the encoder at `checkpoint` for NER and write the results to `output_dir` (see README)."""
-    state = state or ParallelState.single()
-    rank0 = state.tp_rank == 0 and state.dp_rank == 0
-    output = OutputDir(output_dir, writer=rank0, overwrite=overwrite)
     train = read_conll(files.train)
     labels = label_map(train)
     dev = read_conll(files.dev)
@@ -108,52 +101,32 @@ def finetune_ner(checkpoint: str | os.PathLike, files: NerFiles, output_dir: str
     test = read_conll(files.test) if files.test else None
     if test is not None:
         check_known_tags(test, labels, files.test)
-    head = HeadConfig(len(labels), config.num_fc_layers, config.fc_hidden_size, config.fc_dropout)
-    model, tokenizer, info = task_model_from_pretrained("token", checkpoint, head, state, config.seed)
-    if vocab_file is not None:
-        check_same_vocabulary(vocab_file, info["vocab"])
-    if config.seq_length > model.config.max_position_embeddings:
-        raise ConfigError(f"--seq-length {config.seq_length} exceeds the checkpoint's max_position_embeddings="
-                          f"{model.config.max_position_embeddings}")
-    device = training_device()
-    model.to(device)
-    train_windows = encode(train, tokenizer, labels, config.seq_length, labeling)
-    dev_windows = encode(dev, tokenizer, labels, config.seq_length, labeling)
-    log(f"NER: {len(train)} train sentences ({len(train_windows)} windows), {len(dev)} dev, labels "
-        f"{', '.join(labels)}; {labeling} labelling; TP={state.tp_size} DP={state.dp_size}")
-    steps = config.epochs * steps_per_epoch(len(train_windows), config, state.dp_size)
-    engine = Engine(model, TokenClassificationTask(), config.train_config(steps, state.dp_size), state, device)
+    scored = test if test is not None else dev
 
-    def dev_f1() -> float:
-        return entity_scores([s.tags for s in dev], predict_tags(model, dev_windows, dev, labels, device,
-                                                                  config.precision)).f1
+    def prepare(model, tokenizer, device) -> TaskData:
+        windows = {name: encode(sentences, tokenizer, labels, config.seq_length, labeling)
+                   for name, sentences in (("train", train), ("dev", dev), ("scored", scored))}
+        log(f"NER: {len(train)} train sentences ({len(windows['train'])} windows), {len(dev)} dev, labels "
+            f"{', '.join(labels)}; {labeling} labelling")
 
-    progress = ProgressLog(model.config, state, device, log, config.tensorboard_dir)
-    staging = output.open()
-    try:
-        result = fit(engine, config, [len(w.input_ids) for w in train_windows],
-                     lambda idx: collate([train_windows[i] for i in idx]), dev_f1, progress, log)
-        scored, scored_windows = (test, encode(test, tokenizer, labels, config.seq_length, labeling)) \
-            if test is not None else (dev, dev_windows)
-        predicted = predict_tags(model, scored_windows, scored, labels, device, config.precision)
-        scores = entity_scores([s.tags for s in scored], predicted)
-        metrics = {**scores.as_dict(), "evaluated_on": "test" if test is not None else "dev",
-                   "dev_f1": result.dev_scores, "best_epoch": result.best_epoch,
-                   "epoch_seconds": result.epoch_seconds, "train_loss": result.epoch_losses,
-                   "labeling": labeling, "labels": labels}
-        output.write_json("metrics.json", metrics)
-        output.write_text("predictions.conll", conll_lines(scored, predicted))
-        output.write_json("labels.json", labels)
-        save_task_model(staging / "model", model, state, info["vocab"], info["lower_case"], {
-            "kind": "token", "name": "ner", "head": head.to_dict(), "labels": labels,
-            "labeling": labeling, "seq_length": config.seq_length})
-        output.commit()
-    except BaseException:
-        output.discard()
-        raise
-    log(f"NER {metrics['evaluated_on']}: precision {scores.precision:.2f} recall {scores.recall:.2f} "
-        f"F1 {scores.f1:.2f} (best dev epoch {result.best_epoch}); wrote {output_dir}")
-    return metrics
+        def predict(name: str, sentences: list[Sentence]) -> list[list[str]]:
+            return predict_tags(model, windows[name], sentences, labels, device, config.precision)
+
+        def finish() -> tuple[dict, dict[str, str]]:
+            predicted = predict("scored", scored)
+            metrics = {**entity_scores([s.tags for s in scored], predicted).as_dict(),
+                       "evaluated_on": "test" if test is not None else "dev", "labeling": labeling}
+            log(f"NER {metrics['evaluated_on']}: precision {metrics['precision']:.2f} recall "
+                f"{metrics['recall']:.2f} F1 {metrics['f1']:.2f}")
+            return metrics, {"predictions.conll": conll_lines(scored, predicted)}
+
+        return TaskData(TokenClassificationTask(), [len(w.input_ids) for w in windows["train"]],
+                        lambda idx: collate([windows["train"][i] for i in idx]),
+                        lambda: entity_scores([s.tags for s in dev], predict("dev", dev)).f1, finish,
+                        {"labeling": labeling, "seq_length": config.seq_length})
+
+    return run_finetuning(checkpoint, output_dir, TaskSpec("ner", "token", labels, "dev_f1"), prepare, config,
+                          state, vocab_file, overwrite, log)
 
 
 def model_directory(path: str | os.PathLike) -> Path:

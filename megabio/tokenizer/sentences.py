@@ -30,13 +30,17 @@ class SentenceSplitter:
         self._tokenizer = PunktSentenceTokenizer(params)
 
     def split(self, text: str) -> list[str]:
+        return [text[a:b].strip() for a, b in self.spans(text) if text[a:b].strip()]
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) character offsets of each sentence of `text`."""
         spans: list[tuple[int, int]] = []
         for start, end in self._tokenizer.span_tokenize(text):
             if spans and self._is_continuation(text[spans[-1][0]:spans[-1][1]], text[start:end]):
                 spans[-1] = (spans[-1][0], end)
             else:
                 spans.append((start, end))
-        return [text[a:b].strip() for a, b in spans if text[a:b].strip()]
+        return spans
 
     @staticmethod
     def _is_continuation(previous: str, following: str) -> bool:
