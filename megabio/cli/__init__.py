@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_model_info(subparsers)
     corpus.add_vocab(subparsers)
     corpus.add_preprocess(subparsers)
+    corpus.add_data(subparsers)
     models.add_convert(subparsers)
     _add_pretrain(subparsers)
     finetune.add_commands(subparsers)

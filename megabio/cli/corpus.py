@@ -69,6 +69,27 @@ def _vocab_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_data(subparsers: argparse._SubParsersAction) -> None:
+    commands = command_group(subparsers, "data", "build task data sets from their original corpora")
+    chemprot = commands.add_parser(
+        "chemprot", help="the BLUE / BioBERT sentence-level ChemProt set from the BioCreative VI corpus",
+        description="Split the abstracts into sentences, make every chemical-gene pair in a sentence an "
+                    "instance labelled CPR:3/4/5/6/9 or false, mask the pair as @CHEMICAL$ / @GENE$, and write "
+                    "train.tsv, dev.tsv and test.tsv (id<TAB>sentence<TAB>label).")
+    chemprot.add_argument("--corpus", required=True, metavar="DIR",
+                          help="the corpus folder (chemprot_{training,development,test}_* files or sub-folders)")
+    chemprot.add_argument("--output", required=True, metavar="DIR")
+    chemprot.add_argument("--overwrite", action="store_true")
+    chemprot.set_defaults(handler=_data_chemprot)
+
+
+def _data_chemprot(args: argparse.Namespace) -> int:
+    from megabio.data.chemprot import build_chemprot
+
+    print(json.dumps(build_chemprot(args.corpus, args.output, args.overwrite), indent=2))
+    return 0
+
+
 def add_preprocess(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "preprocess", help="text to a Megatron-compatible indexed dataset (.bin/.idx)",

@@ -51,6 +51,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     ner.add_argument("--labeling", choices=("subtoken", "wholeword"), default="subtoken",
                      help="subtoken: the first piece of a word carries its tag; wholeword: every piece does")
     ner.set_defaults(handler=_finetune_ner)
+    relation = tasks.add_parser(
+        "re", help="relation extraction (sentence classification), scored with micro-F1 over positive classes",
+        description="Fine-tune a sentence classifier on TSV files (sentence<TAB>label or id<TAB>sentence<TAB>label, "
+                    "header optional), keep the model of the best dev micro-F1, and write metrics.json, "
+                    "predictions.tsv, labels.json and the model into --output-dir.")
+    _add_finetune_arguments(relation)
+    _add_negative_label(relation)
+    relation.add_argument("--entity-markers", action="store_true",
+                          help="wrap the two entity placeholders in << >> and [[ ]] and classify on the markers")
+    relation.set_defaults(handler=_finetune_re)
 
     predict_tasks = command_group(subparsers, "predict", "apply a fine-tuned model", "TASK")
     predict_ner = predict_tasks.add_parser("ner", help="tag raw text (a sentence per line) or CoNLL",
@@ -61,12 +71,60 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     predict_ner.add_argument("--input-format", choices=("auto", "conll", "text"), default="auto")
     predict_ner.add_argument("--output", metavar="FILE", help="write here instead of standard output")
     predict_ner.set_defaults(handler=_predict_ner)
+    predict_re = predict_tasks.add_parser("re", help="classify the sentences of a TSV (labels optional)",
+                                          description="Print id<TAB>gold<TAB>predicted per sentence.")
+    predict_re.add_argument("--model", required=True, metavar="DIR", help="a `megabio finetune re` output")
+    predict_re.add_argument("--input", required=True, metavar="FILE")
+    predict_re.add_argument("--output", metavar="FILE", help="write here instead of standard output")
+    predict_re.set_defaults(handler=_predict_re)
 
     evaluate_tasks = command_group(subparsers, "evaluate", "score predictions against gold", "TASK")
     evaluate_ner = evaluate_tasks.add_parser("ner", help="conlleval entity-level precision, recall and F1 (JSON)")
     evaluate_ner.add_argument("--gold", required=True, metavar="FILE", help="CoNLL; the last column is the tag")
     evaluate_ner.add_argument("--pred", required=True, metavar="FILE", help="CoNLL; the last column is the tag")
     evaluate_ner.set_defaults(handler=_evaluate_ner)
+    evaluate_re = evaluate_tasks.add_parser("re", help="micro precision, recall and F1 over the positive classes, "
+                                                       "and per class (JSON)")
+    evaluate_re.add_argument("--gold", required=True, metavar="FILE", help="relation TSV with labels")
+    evaluate_re.add_argument("--pred", required=True, metavar="FILE",
+                             help="predictions TSV (id ... predicted), as `finetune re` / `predict re` write it")
+    _add_negative_label(evaluate_re)
+    evaluate_re.set_defaults(handler=_evaluate_re)
+
+
+def _add_negative_label(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--negative-label", default="false",
+                        help="the class left out of precision and recall (`none`: every class counts)")
+
+
+def _negative(args: argparse.Namespace) -> str | None:
+    return None if args.negative_label.lower() == "none" else args.negative_label
+
+
+def _finetune_re(args: argparse.Namespace) -> int:
+    from megabio.finetune.relation import RelationFiles, finetune_relations
+
+    state = parallel_state(args.tensor_model_parallel_size)
+    metrics = finetune_relations(args.checkpoint, RelationFiles(args.train, args.dev, args.test), args.output_dir,
+                                 finetune_config(args), _negative(args), args.entity_markers, state,
+                                 vocab_file=args.vocab_file, overwrite=args.overwrite, log=first_rank_log(state))
+    if state.tp_rank == 0 and state.dp_rank == 0:
+        print(json.dumps({k: metrics[k] for k in ("precision", "recall", "micro_f1", "evaluated_on")}))
+    return 0
+
+
+def _predict_re(args: argparse.Namespace) -> int:
+    from megabio.finetune.relation import predict_relations
+
+    _write_output(predict_relations(args.model, args.input), args.output)
+    return 0
+
+
+def _evaluate_re(args: argparse.Namespace) -> int:
+    from megabio.finetune.relation import evaluate_relations
+
+    print(json.dumps(evaluate_relations(args.gold, args.pred, _negative(args)), indent=2))
+    return 0
 
 
 def _finetune_ner(args: argparse.Namespace) -> int:

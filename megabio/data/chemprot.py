@@ -12,6 +12,7 @@ overlapping mentions together by `@CHEM-GENE$`. Rows: `pmid.Tchem.Tgene<TAB>sent
 from __future__ import annotations
 
 import os
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,25 @@ def _rows(path: Path, columns: int) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def read_abstracts(path: Path) -> dict[str, str]:
-    return {fields[0]: f"{fields[1]} {fields[2]}" for _, fields in _rows(path, 3)}
+def ascii_letter(char: str) -> str:
+    """One ASCII character for `char`: itself when ASCII, a Greek letter's Latin initial (κ -> k, Β -> B), an
+    accented letter's base (é -> e), else a space. One for one, so the corpus's offsets stay valid."""
+    if char.isascii():
+        return char
+    name = unicodedata.name(char, "")
+    if name.startswith("GREEK") and "LETTER" in name:
+        initial = name.split("LETTER ")[1][0]
+        return initial.lower() if "SMALL" in name else initial
+    base = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
+    return base if len(base) == 1 else " "
+
+
+def read_abstracts(path: Path, ascii_only: bool = True) -> dict[str, str]:
+    """pmid -> title, a space, abstract (transliterated to ASCII as BLUE's text is, unless `ascii_only` is off)."""
+    texts = {fields[0]: f"{fields[1]} {fields[2]}" for _, fields in _rows(path, 3)}
+    if ascii_only:
+        texts = {pmid: "".join(map(ascii_letter, text)) for pmid, text in texts.items()}
+    return texts
 
 
 def read_mentions(path: Path) -> dict[str, list[Mention]]:

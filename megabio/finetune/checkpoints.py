@@ -55,3 +55,9 @@ def load_task_model(path: str | os.PathLike, state: ParallelState | None = None)
     load_shard(model, full, state, str(path))
     lower_case = rest.get("tokenizer", {}).get("lower_case", False)
     return model.eval(), load_wordpiece(Path(path) / "vocab.txt", lower_case), task
+
+
+def model_directory(path: str | os.PathLike) -> Path:
+    """A fine-tuning output directory or the model directory inside it."""
+    path = Path(path)
+    return path / "model" if (path / "model").is_dir() else path

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -129,12 +128,6 @@ def finetune_ner(checkpoint: str | os.PathLike, files: NerFiles, output_dir: str
                           state, vocab_file, overwrite, log)
 
 
-def model_directory(path: str | os.PathLike) -> Path:
-    """A fine-tuning output directory or the model directory inside it."""
-    path = Path(path)
-    return path / "model" if (path / "model").is_dir() else path
-
-
 def read_ner_input(path: str | os.PathLike, input_format: str, tokenizer) -> list[Sentence]:
     """Sentences to tag: CoNLL (a token per line, tags optional) or raw text (a sentence per line, split
     into words as BERT does). `auto`: CoNLL when any line holds a tab, else text."""
@@ -154,7 +147,7 @@ def predict_ner(model_dir: str | os.PathLike, input_path: str | os.PathLike, inp
                 batch_size: int = EVAL_BATCH_SIZE) -> str:
     """CoNLL lines tagging `input_path` with a fine-tuned NER model (`token<TAB>tag`, or `token gold
     predicted` when the input carries tags)."""
-    from megabio.finetune.checkpoints import load_task_model
+    from megabio.finetune.checkpoints import load_task_model, model_directory
 
     model, tokenizer, task = load_task_model(model_directory(model_dir))
     if task.get("name") != "ner":

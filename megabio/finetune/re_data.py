@@ -17,7 +17,7 @@ from megabio.config import ConfigError
 
 PLACEHOLDER = re.compile(r"@[A-Z][A-Z-]*\$")
 MARKERS = (("<<", ">>"), ("[[", "]]"))
-_HEADER_LABELS = {"label", "labels", "relation"}
+_HEADER_LABELS = {"label", "labels", "relation", "predicted"}
 
 
 @dataclass
