@@ -48,3 +48,17 @@ def synthetic_iob(path: Path, sentences: int, seed: int, long_sentence: int = 0)
         blocks.append("\n".join(lines) + "\n")
     path.write_text("\n".join(blocks), encoding="utf-8")
     return path
+
+
+def synthetic_relations(path: Path, count: int, seed: int, header: bool = False) -> Path:
+    """`id<TAB>sentence<TAB>label` rows with @CHEMICAL$ / @GENE$ placeholders: `given` between them means
+    CPR:4, `for` means CPR:3, anything else false."""
+    rng = random.Random(seed)
+    verbs = {"given": "CPR:4", "for": "CPR:3", "and": "false", "after": "false"}
+    rows = ["index\tsentence\tlabel"] if header else []
+    for index in range(count):
+        verb = rng.choice(list(verbs))
+        filler = " ".join(rng.choice(PLAIN[:4]) for _ in range(rng.randint(0, 6)))
+        rows.append(f"{seed}.{index}\t{filler} @CHEMICAL$ {verb} @GENE$ {filler}\t{verbs[verb]}")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
