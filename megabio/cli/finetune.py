@@ -102,10 +102,11 @@ def _negative(args: argparse.Namespace) -> str | None:
 
 
 def _finetune_re(args: argparse.Namespace) -> int:
-    from megabio.finetune.relation import RelationFiles, finetune_relations
+    from megabio.finetune.recipe import TaskFiles
+    from megabio.finetune.relation import finetune_relations
 
     state = parallel_state(args.tensor_model_parallel_size)
-    metrics = finetune_relations(args.checkpoint, RelationFiles(args.train, args.dev, args.test), args.output_dir,
+    metrics = finetune_relations(args.checkpoint, TaskFiles(args.train, args.dev, args.test), args.output_dir,
                                  finetune_config(args), _negative(args), args.entity_markers, state,
                                  vocab_file=args.vocab_file, overwrite=args.overwrite, log=first_rank_log(state))
     if state.tp_rank == 0 and state.dp_rank == 0:
@@ -128,11 +129,12 @@ def _evaluate_re(args: argparse.Namespace) -> int:
 
 
 def _finetune_ner(args: argparse.Namespace) -> int:
-    from megabio.finetune.ner import NerFiles, finetune_ner
+    from megabio.finetune.ner import finetune_ner
+    from megabio.finetune.recipe import TaskFiles
 
     config = finetune_config(args)
     state = parallel_state(args.tensor_model_parallel_size)
-    metrics = finetune_ner(args.checkpoint, NerFiles(args.train, args.dev, args.test), args.output_dir, config,
+    metrics = finetune_ner(args.checkpoint, TaskFiles(args.train, args.dev, args.test), args.output_dir, config,
                            args.labeling, state, vocab_file=args.vocab_file, overwrite=args.overwrite,
                            log=first_rank_log(state))
     if state.tp_rank == 0 and state.dp_rank == 0:

@@ -42,6 +42,11 @@ def rank_micro_batches(batch: Sequence[int], micro_batch_size: int, state: Paral
     return [list(share[i: i + micro_batch_size]) for i in range(0, len(share), micro_batch_size)]
 
 
+def pad_inputs(rows: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    """`input_ids` right-padded with [PAD] (id 0) and the matching `attention_mask`."""
+    return {"input_ids": pad(rows, 0), "attention_mask": pad([[1] * len(r) for r in rows], 0)}
+
+
 def pad(rows: Sequence[Sequence[int]], value: int) -> torch.Tensor:
     """`[len(rows), longest]` int64, right-padded with `value`."""
     width = max(len(r) for r in rows)

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 
-from megabio.config import ConfigError
-from megabio.finetune.batching import evaluation_batches, pad
+from megabio.config import IGNORE_INDEX, ConfigError
+from megabio.finetune.batching import pad, pad_inputs
 from megabio.finetune.config import FinetuneConfig
 from megabio.finetune.conlleval import entity_scores
 from megabio.finetune.ner_data import (
@@ -22,56 +21,42 @@ from megabio.finetune.ner_data import (
     label_map,
     read_conll,
 )
-from megabio.finetune.recipe import TaskData, TaskSpec, run_finetuning
+from megabio.finetune.recipe import (
+    ModelLoss,
+    TaskData,
+    TaskFiles,
+    TaskSpec,
+    predict_in_batches,
+    read_splits,
+    run_finetuning,
+)
 from megabio.model.task_models import BertForTokenClassification
 from megabio.parallel import ParallelState
-from megabio.training.engine import Batch, autocast
-
-EVAL_BATCH_SIZE = 64
-
-
-@dataclass(frozen=True)
-class NerFiles:
-    train: str
-    dev: str
-    test: str | None = None
+from megabio.training.engine import Batch
 
 
 def collate(windows: Sequence[Window]) -> Batch:
     """Dynamically padded tensors of some windows: input_ids, attention_mask, labels, and `positions`
     (True at the first piece of each word predicted from the window)."""
-    input_ids = pad([w.input_ids for w in windows], 0)
-    positions = torch.zeros_like(input_ids, dtype=torch.bool)
+    inputs = pad_inputs([w.input_ids for w in windows])
+    positions = torch.zeros_like(inputs["input_ids"], dtype=torch.bool)
     for row, window in enumerate(windows):
         positions[row, window.first_pieces] = True
-    return {"input_ids": input_ids, "attention_mask": pad([[1] * len(w.input_ids) for w in windows], 0),
-            "labels": pad([w.labels for w in windows], -100), "positions": positions}
-
-
-class TokenClassificationTask:
-    def loss(self, model, batch: Batch):
-        loss, _ = model(batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
-        return loss, {}
+    return {**inputs, "labels": pad([w.labels for w in windows], IGNORE_INDEX), "positions": positions}
 
 
 def predict_tags(model: BertForTokenClassification, windows: Sequence[Window], sentences: Sequence[Sentence],
-                 labels: Sequence[str], device: torch.device, precision: str = "fp32",
-                 batch_size: int = EVAL_BATCH_SIZE) -> list[list[str]]:
+                 labels: Sequence[str], device: torch.device, precision: str = "fp32") -> list[list[str]]:
     """Tags of every word of every sentence, each read at the word's first piece in its home window."""
     predicted: list[list[str | None]] = [[None] * len(s.words) for s in sentences]
-    model.eval()
-    with torch.no_grad():
-        for indices in evaluation_batches([len(w.input_ids) for w in windows], batch_size):
-            chosen = [windows[i] for i in indices]
-            batch = {k: v.to(device) for k, v in collate(chosen).items()}
-            with autocast(precision, device):
-                logits = model(batch["input_ids"], batch["attention_mask"], positions=batch["positions"])
-            classes = logits.argmax(-1).tolist()
-            cursor = 0
-            for window in chosen:
-                for word in window.words:
-                    predicted[window.sentence][word] = labels[classes[cursor]]
-                    cursor += 1
+    batches = predict_in_batches(
+        model, [len(w.input_ids) for w in windows], lambda idx: collate([windows[i] for i in idx]),
+        lambda m, b: m(b["input_ids"], b["attention_mask"], positions=b["positions"]).argmax(-1).tolist(),
+        device, precision)
+    for indices, classes in batches:
+        words = [(windows[i].sentence, word) for i in indices for word in windows[i].words]
+        for (sentence, word), label in zip(words, classes, strict=True):
+            predicted[sentence][word] = labels[label]
     missing = [(i, j) for i, tags in enumerate(predicted) for j, tag in enumerate(tags) if tag is None]
     if missing:  # a bug, not bad input: every word has a home window
         raise RuntimeError(f"no prediction for word {missing[0][1]} of sentence {missing[0][0]}")
@@ -88,18 +73,12 @@ def conll_lines(sentences: Sequence[Sentence], predicted: Sequence[Sequence[str]
     return "\n".join(blocks)
 
 
-def finetune_ner(checkpoint: str | os.PathLike, files: NerFiles, output_dir: str | os.PathLike,
+def finetune_ner(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str | os.PathLike,
                  config: FinetuneConfig = FinetuneConfig(), labeling: Labeling = "subtoken",
                  state: ParallelState | None = None, vocab_file: str | None = None, overwrite: bool = False,
                  log: Callable[[str], None] = print) -> dict:
     """Fine-tune the encoder at `checkpoint` for NER and write the results to `output_dir` (see README)."""
-    train = read_conll(files.train)
-    labels = label_map(train)
-    dev = read_conll(files.dev)
-    check_known_tags(dev, labels, files.dev)
-    test = read_conll(files.test) if files.test else None
-    if test is not None:
-        check_known_tags(test, labels, files.test)
+    train, dev, test, labels = read_splits(files, read_conll, label_map, check_known_tags)
     scored = test if test is not None else dev
 
     def prepare(model, tokenizer, device) -> TaskData:
@@ -119,7 +98,8 @@ def finetune_ner(checkpoint: str | os.PathLike, files: NerFiles, output_dir: str
                 f"{metrics['recall']:.2f} F1 {metrics['f1']:.2f}")
             return metrics, {"predictions.conll": conll_lines(scored, predicted)}
 
-        return TaskData(TokenClassificationTask(), [len(w.input_ids) for w in windows["train"]],
+        return TaskData(ModelLoss("input_ids", "attention_mask", "labels"),
+                        [len(w.input_ids) for w in windows["train"]],
                         lambda idx: collate([windows["train"][i] for i in idx]),
                         lambda: entity_scores([s.tags for s in dev], predict("dev", dev)).f1, finish,
                         {"labeling": labeling, "seq_length": config.seq_length})
@@ -143,8 +123,7 @@ def read_ner_input(path: str | os.PathLike, input_format: str, tokenizer) -> lis
     raise ConfigError(f"--input-format {input_format!r}: choose auto, conll or text")
 
 
-def predict_ner(model_dir: str | os.PathLike, input_path: str | os.PathLike, input_format: str = "auto",
-                batch_size: int = EVAL_BATCH_SIZE) -> str:
+def predict_ner(model_dir: str | os.PathLike, input_path: str | os.PathLike, input_format: str = "auto") -> str:
     """CoNLL lines tagging `input_path` with a fine-tuned NER model (`token<TAB>tag`, or `token gold
     predicted` when the input carries tags)."""
     from megabio.finetune.checkpoints import load_task_model, model_directory
@@ -155,7 +134,7 @@ def predict_ner(model_dir: str | os.PathLike, input_path: str | os.PathLike, inp
     sentences = read_ner_input(input_path, input_format, tokenizer)
     labels = task["labels"]
     windows = encode([Sentence(s.words, None, s.line) for s in sentences], tokenizer, labels, task["seq_length"])
-    predicted = predict_tags(model, windows, sentences, labels, torch.device("cpu"), batch_size=batch_size)
+    predicted = predict_tags(model, windows, sentences, labels, torch.device("cpu"))
     return conll_lines(sentences, predicted)
 
 

@@ -10,7 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from megabio.config import ConfigError
+from megabio.finetune.batching import evaluation_batches
 from megabio.finetune.checkpoints import save_task_model, task_model_from_pretrained
 from megabio.finetune.config import FinetuneConfig
 from megabio.finetune.output import OutputDir
@@ -18,8 +21,52 @@ from megabio.finetune.trainer import fit, steps_per_epoch
 from megabio.io.vocab import check_same_vocabulary
 from megabio.model.task_models import HeadConfig, TaskKind
 from megabio.parallel import ParallelState
-from megabio.training.engine import Batch, Engine, Task, training_device
+from megabio.training.engine import Batch, Engine, Task, autocast, training_device
 from megabio.training.progress import ProgressLog
+
+
+@dataclass(frozen=True)
+class TaskFiles:
+    """A recipe's training, dev and (optional) test files; the test set is scored at the end, else dev."""
+
+    train: str
+    dev: str
+    test: str | None = None
+
+
+def read_splits(files: TaskFiles, read: Callable, label_map: Callable, check_known: Callable):
+    """(train, dev, test or None, labels): the label set is the training set's; a dev or test label outside
+    it is an error naming its file and line."""
+    train = read(files.train)
+    labels = label_map(train)
+    splits = {}
+    for name, path in (("dev", files.dev), ("test", files.test)):
+        splits[name] = read(path) if path else None
+        if splits[name] is not None:
+            check_known(splits[name], labels, path)
+    return train, splits["dev"], splits["test"], labels
+
+
+class ModelLoss:
+    """The task model's own loss, given the batch entries named in `inputs`."""
+
+    def __init__(self, *inputs: str) -> None:
+        self.inputs = inputs
+
+    def loss(self, model, batch: Batch):
+        loss, _ = model(**{name: batch[name] for name in self.inputs if name in batch})
+        return loss, {}
+
+
+def predict_in_batches(model, lengths: list[int], collate: Callable[[list[int]], Batch], forward,
+                       device, precision: str, batch_size: int = 64):
+    """Yield (example indices, `forward(model, batch)`) over length-sorted batches, in eval mode."""
+    model.eval()
+    with torch.no_grad():
+        for indices in evaluation_batches(lengths, batch_size):
+            batch = {k: v.to(device) for k, v in collate(indices).items()}
+            with autocast(precision, device):
+                yield indices, forward(model, batch)
 
 
 @dataclass

@@ -5,57 +5,44 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 
 from megabio.config import ConfigError
-from megabio.finetune.batching import evaluation_batches, pad
+from megabio.finetune.batching import pad_inputs
 from megabio.finetune.classification_metrics import micro_scores
 from megabio.finetune.config import FinetuneConfig
 from megabio.finetune.re_data import Encoded, Instance, check_known_labels, encode, label_map, read_instances
-from megabio.finetune.recipe import TaskData, TaskSpec, run_finetuning
+from megabio.finetune.recipe import (
+    ModelLoss,
+    TaskData,
+    TaskFiles,
+    TaskSpec,
+    predict_in_batches,
+    read_splits,
+    run_finetuning,
+)
 from megabio.parallel import ParallelState
-from megabio.training.engine import Batch, autocast
-
-EVAL_BATCH_SIZE = 64
-
-
-@dataclass(frozen=True)
-class RelationFiles:
-    train: str
-    dev: str
-    test: str | None = None
+from megabio.training.engine import Batch
 
 
 def collate(examples: Sequence[Encoded]) -> Batch:
-    batch = {"input_ids": pad([e.input_ids for e in examples], 0),
-             "attention_mask": pad([[1] * len(e.input_ids) for e in examples], 0),
-             "labels": torch.tensor([e.label for e in examples])}
+    batch = {**pad_inputs([e.input_ids for e in examples]), "labels": torch.tensor([e.label for e in examples])}
     if examples[0].markers is not None:
         batch["marker_positions"] = torch.tensor([e.markers for e in examples])
     return batch
 
 
-class SequenceClassificationTask:
-    def loss(self, model, batch: Batch):
-        loss, _ = model(batch["input_ids"], batch["attention_mask"], labels=batch["labels"],
-                        marker_positions=batch.get("marker_positions"))
-        return loss, {}
-
-
 def predict_labels(model, examples: Sequence[Encoded], labels: Sequence[str], device: torch.device,
-                   precision: str = "fp32", batch_size: int = EVAL_BATCH_SIZE) -> list[str]:
+                   precision: str = "fp32") -> list[str]:
     predicted: list[str] = [""] * len(examples)
-    model.eval()
-    with torch.no_grad():
-        for indices in evaluation_batches([len(e.input_ids) for e in examples], batch_size):
-            batch = {k: v.to(device) for k, v in collate([examples[i] for i in indices]).items()}
-            with autocast(precision, device):
-                logits = model(batch["input_ids"], batch["attention_mask"],
-                               marker_positions=batch.get("marker_positions"))
-            for index, label in zip(indices, logits.argmax(-1).tolist(), strict=True):
-                predicted[index] = labels[label]
+    batches = predict_in_batches(
+        model, [len(e.input_ids) for e in examples], lambda idx: collate([examples[i] for i in idx]),
+        lambda m, b: m(b["input_ids"], b["attention_mask"], marker_positions=b.get("marker_positions")),
+        device, precision)
+    for indices, logits in batches:
+        for index, label in zip(indices, logits.argmax(-1).tolist(), strict=True):
+            predicted[index] = labels[label]
     return predicted
 
 
@@ -66,22 +53,16 @@ def prediction_lines(instances: Sequence[Instance], predicted: Sequence[str]) ->
     return "\n".join(rows) + "\n"
 
 
-def finetune_relations(checkpoint: str | os.PathLike, files: RelationFiles, output_dir: str | os.PathLike,
+def finetune_relations(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str | os.PathLike,
                        config: FinetuneConfig = FinetuneConfig(), negative_label: str | None = "false",
                        entity_markers: bool = False, state: ParallelState | None = None,
                        vocab_file: str | None = None, overwrite: bool = False,
                        log: Callable[[str], None] = print) -> dict:
     """Fine-tune the encoder at `checkpoint` for relation classification; results in `output_dir`."""
-    train = read_instances(files.train)
-    labels = label_map(train)
+    train, dev, test, labels = read_splits(files, read_instances, label_map, check_known_labels)
     if negative_label is not None and negative_label not in labels:
         raise ConfigError(f"{files.train}: the negative label {negative_label!r} does not occur (labels: "
                           f"{', '.join(labels)}); name the one left out of the metric, or none")
-    dev = read_instances(files.dev)
-    check_known_labels(dev, labels, files.dev)
-    test = read_instances(files.test) if files.test else None
-    if test is not None:
-        check_known_labels(test, labels, files.test)
     scored = test if test is not None else dev
     scored_path = files.test or files.dev
 
@@ -104,7 +85,8 @@ def finetune_relations(checkpoint: str | os.PathLike, files: RelationFiles, outp
                 f"{metrics['recall']:.2f} micro-F1 {metrics['micro_f1']:.2f}")
             return metrics, {"predictions.tsv": prediction_lines(scored, predicted)}
 
-        return TaskData(SequenceClassificationTask(), [len(e.input_ids) for e in encoded["train"]],
+        return TaskData(ModelLoss("input_ids", "attention_mask", "labels", "marker_positions"),
+                        [len(e.input_ids) for e in encoded["train"]],
                         lambda idx: collate([encoded["train"][i] for i in idx]),
                         lambda: scores("dev", dev)[0]["micro_f1"], finish,
                         {"seq_length": config.seq_length, "negative_label": negative_label})
@@ -113,8 +95,7 @@ def finetune_relations(checkpoint: str | os.PathLike, files: RelationFiles, outp
     return run_finetuning(checkpoint, output_dir, spec, prepare, config, state, vocab_file, overwrite, log)
 
 
-def predict_relations(model_dir: str | os.PathLike, input_path: str | os.PathLike,
-                      batch_size: int = EVAL_BATCH_SIZE) -> str:
+def predict_relations(model_dir: str | os.PathLike, input_path: str | os.PathLike) -> str:
     """`id<TAB>gold<TAB>predicted` lines for a TSV of sentences (labels optional) with a fine-tuned RE model."""
     from megabio.finetune.checkpoints import load_task_model, model_directory
 
@@ -125,7 +106,7 @@ def predict_relations(model_dir: str | os.PathLike, input_path: str | os.PathLik
     labels = task["labels"]
     examples = encode([Instance(i.id, i.sentence, None, i.line) for i in instances], tokenizer, labels,
                       task["seq_length"], task["options"]["entity_markers"], str(input_path))
-    predicted = predict_labels(model, examples, labels, torch.device("cpu"), batch_size=batch_size)
+    predicted = predict_labels(model, examples, labels, torch.device("cpu"))
     return prediction_lines(instances, predicted)
 
 

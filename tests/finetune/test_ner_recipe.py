@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from megabio.finetune.config import FinetuneConfig
-from megabio.finetune.ner import NerFiles, evaluate_ner, finetune_ner, predict_ner
+from megabio.finetune.ner import evaluate_ner, finetune_ner, predict_ner
 from megabio.finetune.ner_data import read_conll
+from megabio.finetune.recipe import TaskFiles
 from megabio.parallel import initialize
 from tests.distributed import run_distributed
 from tests.finetune.helpers import synthetic_iob, tiny_checkpoint
@@ -21,7 +22,7 @@ CONFIG = FinetuneConfig(epochs=3, lr=1e-2, micro_batch_size=8, seq_length=24, fc
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("ner")
-    files = NerFiles(str(synthetic_iob(root / "train.tsv", 160, seed=1, long_sentence=70)),
+    files = TaskFiles(str(synthetic_iob(root / "train.tsv", 160, seed=1, long_sentence=70)),
                      str(synthetic_iob(root / "dev.tsv", 20, seed=2, long_sentence=40)),
                      str(synthetic_iob(root / "test.tsv", 20, seed=3)))
     return root, tiny_checkpoint(root), files
@@ -61,7 +62,7 @@ def test_predict_tags_conll_and_raw_text_like_the_run(setup, single_run, tmp_pat
     assert [w for w, _ in lines] == "the patient was given aspirin acid for pain naloxone and clonidine".split()
 
 
-def _tp2_run(checkpoint: str, files: NerFiles, out: str) -> None:
+def _tp2_run(checkpoint: str, files: TaskFiles, out: str) -> None:
     torch.set_num_threads(1)
     finetune_ner(checkpoint, files, out, CONFIG, state=initialize(tensor_model_parallel_size=2), log=lambda _: None)
 

@@ -11,7 +11,8 @@ import torch
 
 from megabio.cli import main
 from megabio.finetune.config import FinetuneConfig
-from megabio.finetune.relation import RelationFiles, evaluate_relations, finetune_relations, predict_relations
+from megabio.finetune.recipe import TaskFiles
+from megabio.finetune.relation import evaluate_relations, finetune_relations, predict_relations
 from megabio.parallel import initialize
 from tests.distributed import run_distributed
 from tests.finetune.helpers import synthetic_relations, tiny_checkpoint
@@ -25,7 +26,7 @@ TP_CONFIG = dataclasses.replace(CONFIG, epochs=2, lr=2e-3)
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("re")
-    files = RelationFiles(str(synthetic_relations(root / "train.tsv", 200, 1, header=True)),
+    files = TaskFiles(str(synthetic_relations(root / "train.tsv", 200, 1, header=True)),
                           str(synthetic_relations(root / "dev.tsv", 40, 2)),
                           str(synthetic_relations(root / "test.tsv", 40, 3)))
     return root, tiny_checkpoint(root), files
@@ -50,7 +51,7 @@ def test_outputs_and_scores(setup, run):
     assert json.loads((out / "labels.json").read_text()) == ["CPR:3", "CPR:4", "false"]
 
 
-def _tp2(checkpoint: str, files: RelationFiles, out: str) -> None:
+def _tp2(checkpoint: str, files: TaskFiles, out: str) -> None:
     torch.set_num_threads(1)
     finetune_relations(checkpoint, files, out, TP_CONFIG, entity_markers=True,
                        state=initialize(tensor_model_parallel_size=2), log=lambda _: None)
