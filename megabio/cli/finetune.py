@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from megabio.cli.common import add_precision_flags, command_group, first_rank_log, parallel_state
-from megabio.finetune.config import FinetuneConfig
+from megabio.finetune.config import FinetuneConfig, SpanSettings
 
 # Flags shared by every fine-tuning recipe, with FinetuneConfig's defaults.
 _SHARED = ("epochs", "lr", "micro_batch_size", "global_batch_size", "seq_length", "weight_decay",
@@ -61,6 +61,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     relation.add_argument("--entity-markers", action="store_true",
                           help="wrap the two entity placeholders in << >> and [[ ]] and classify on the markers")
     relation.set_defaults(handler=_finetune_re)
+    qa = tasks.add_parser(
+        "qa", help="question answering (SQuAD-style span extraction; BioASQ factoid with --golden)",
+        description="Fine-tune span extraction on SQuAD v1.1 JSON, keep the model of the best dev F1, and write "
+                    "nbest.json, predictions.json, metrics.json, labels.json and the model into --output-dir; "
+                    "with --golden, also the pooled BioASQ submission and its scores.")
+    _add_finetune_arguments(qa)
+    qa.add_argument("--golden", metavar="FILE", help="BioASQ golden JSON: score the pooled factoid submission")
+    for name, value in SpanSettings().__dict__.items():
+        qa.add_argument(f"--{name.replace('_', '-')}", type=int, default=value)
+    qa.set_defaults(handler=_finetune_qa, lr=3e-5, seq_length=384)
 
     predict_tasks = command_group(subparsers, "predict", "apply a fine-tuned model", "TASK")
     predict_ner = predict_tasks.add_parser("ner", help="tag raw text (a sentence per line) or CoNLL",
@@ -90,6 +100,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                              help="predictions TSV (id ... predicted), as `finetune re` / `predict re` write it")
     _add_negative_label(evaluate_re)
     evaluate_re.set_defaults(handler=_evaluate_re)
+    evaluate_squad = evaluate_tasks.add_parser("squad", help="SQuAD v1.1 exact match and F1 (JSON)")
+    evaluate_squad.add_argument("--gold", required=True, metavar="FILE", help="SQuAD JSON with answers")
+    evaluate_squad.add_argument("--pred", required=True, metavar="FILE", help="predictions.json: id -> answer")
+    evaluate_squad.set_defaults(handler=_evaluate_squad)
+    evaluate_bioasq = evaluate_tasks.add_parser("bioasq", help="BioASQ factoid strict / lenient accuracy and MRR")
+    evaluate_bioasq.add_argument("--gold", required=True, metavar="FILE", help="BioASQ golden JSON")
+    evaluate_bioasq.add_argument("--pred", required=True, metavar="FILE", help="BioASQ submission JSON")
+    evaluate_bioasq.set_defaults(handler=_evaluate_bioasq)
 
 
 def _add_negative_label(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +143,43 @@ def _evaluate_re(args: argparse.Namespace) -> int:
     from megabio.finetune.relation import evaluate_relations
 
     print(json.dumps(evaluate_relations(args.gold, args.pred, _negative(args)), indent=2))
+    return 0
+
+
+def _finetune_qa(args: argparse.Namespace) -> int:
+    from megabio.finetune.qa import finetune_qa
+    from megabio.finetune.recipe import TaskFiles
+
+    state = parallel_state(args.tensor_model_parallel_size)
+    settings = SpanSettings(**{name: getattr(args, name) for name in SpanSettings().__dict__})
+    metrics = finetune_qa(args.checkpoint, TaskFiles(args.train, args.dev, args.test), args.output_dir,
+                          finetune_config(args), settings, args.golden, state, vocab_file=args.vocab_file,
+                          overwrite=args.overwrite, log=first_rank_log(state))
+    if state.tp_rank == 0 and state.dp_rank == 0:
+        print(json.dumps({k: metrics[k] for k in ("exact_match", "f1", "bioasq", "evaluated_on") if k in metrics}))
+    return 0
+
+
+def _read_json(path: str):
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a JSON file ({error})") from None
+
+
+def _evaluate_squad(args: argparse.Namespace) -> int:
+    from megabio.finetune.qa_data import read_squad
+    from megabio.finetune.squad_metrics import squad_scores
+
+    gold = {q.id: [text for text, _ in q.answers] for q in read_squad(args.gold)}
+    print(json.dumps(squad_scores(gold, _read_json(args.pred)), indent=2))
+    return 0
+
+
+def _evaluate_bioasq(args: argparse.Namespace) -> int:
+    from megabio.finetune.bioasq import factoid_scores
+
+    print(json.dumps(factoid_scores(_read_json(args.gold), _read_json(args.pred), args.gold), indent=2))
     return 0
 
 

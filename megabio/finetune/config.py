@@ -67,3 +67,17 @@ class FinetuneConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class SpanSettings:
+    """Span-extraction (QA) settings beside FinetuneConfig, with BERT's SQuAD defaults."""
+
+    doc_stride: int = 128
+    """Tokens between the starts of a long context's windows."""
+    max_query_length: int = 64
+    """Question tokens kept."""
+    n_best: int = 20
+    """Answers kept per question."""
+    max_answer_length: int = 30
+    """Longest answer in tokens."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -61,4 +62,21 @@ def synthetic_relations(path: Path, count: int, seed: int, header: bool = False)
         filler = " ".join(rng.choice(PLAIN[:4]) for _ in range(rng.randint(0, 6)))
         rows.append(f"{seed}.{index}\t{filler} @CHEMICAL$ {verb} @GENE$ {filler}\t{verbs[verb]}")
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def synthetic_squad(path: Path, count: int, seed: int, answers: bool = True) -> Path:
+    """SQuAD JSON: contexts of up to ~90 words where `given X for pain` names the answer X; ids end in a
+    BioASQ snippet suffix `_001`."""
+    rng = random.Random(seed)
+    paragraphs = []
+    for index in range(count):
+        chemical = rng.choice(CHEMICALS)
+        before = " ".join(rng.choice(PLAIN) for _ in range(rng.randint(2, 40)))
+        after = " ".join(rng.choice(PLAIN) for _ in range(rng.randint(2, 40)))
+        context = f"{before} given {chemical} for pain {after}"
+        gold = [{"text": chemical, "answer_start": len(before) + 7}] if answers else []
+        paragraphs.append({"context": context, "qas": [{"id": f"q{seed}x{index}_001",
+                                                         "question": "what was given for pain", "answers": gold}]})
+    path.write_text(json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]}))
     return path

@@ -1,0 +1,133 @@
+"""The question-answering recipe: SQuAD-style span extraction, the best dev F1 kept, n-best answers per
+question, SQuAD exact match / F1, and with a BioASQ golden file the pooled factoid submission and its
+strict / lenient accuracy and MRR."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+
+import torch
+
+from megabio.finetune.batching import pad, pad_inputs
+from megabio.finetune.bioasq import factoid_scores, pool_nbest, submission
+from megabio.finetune.config import FinetuneConfig, SpanSettings
+from megabio.finetune.qa_data import Feature, Question, make_features, read_squad
+from megabio.finetune.recipe import ModelLoss, TaskData, TaskFiles, TaskSpec, predict_in_batches, run_finetuning
+from megabio.finetune.squad_metrics import squad_scores
+from megabio.parallel import ParallelState
+from megabio.training.engine import Batch
+
+
+def collate(features: Sequence[Feature]) -> Batch:
+    return {**pad_inputs([f.input_ids for f in features]),
+            "token_type_ids": pad([f.token_type_ids for f in features], 0),
+            "start_positions": torch.tensor([f.start for f in features]),
+            "end_positions": torch.tensor([f.end for f in features])}
+
+
+def _softmax(scores: list[float]) -> list[float]:
+    top = max(scores)
+    exps = [math.exp(s - top) for s in scores]
+    return [e / sum(exps) for e in exps]
+
+
+def nbest_answers(model, features: Sequence[Feature], questions: Sequence[Question], settings: SpanSettings,
+                  device: torch.device, precision: str = "fp32") -> dict[str, list[dict]]:
+    """question id -> up to n_best {"text", "probability", "start_logit", "end_logit"}, best first; an answer
+    starts at a token of its window's max context, ends no earlier, and spans at most max_answer_length."""
+    candidates: dict[int, dict[tuple[int, int], tuple[float, float, float]]] = {i: {} for i in range(len(questions))}
+    batches = predict_in_batches(model, [len(f.input_ids) for f in features],
+                                 lambda idx: collate([features[i] for i in idx]),
+                                 lambda m, b: m(b["input_ids"], b["attention_mask"], b["token_type_ids"]),
+                                 device, precision)
+    for indices, (start_logits, end_logits) in batches:
+        for row, index in enumerate(indices):
+            feature = features[index]
+            starts, ends = start_logits[row].tolist(), end_logits[row].tolist()
+            order = sorted(feature.context_offsets, key=lambda t: -starts[t])[: settings.n_best]
+            closing = sorted(feature.context_offsets, key=lambda t: -ends[t])[: settings.n_best]
+            found = candidates[feature.question]
+            for s in order:
+                if s not in feature.max_context:
+                    continue
+                for e in closing:
+                    if s <= e < s + settings.max_answer_length:
+                        span = (feature.context_offsets[s][0], feature.context_offsets[e][1])
+                        score = starts[s] + ends[e]
+                        if span not in found or found[span][0] < score:
+                            found[span] = (score, starts[s], ends[e])
+    answers = {}
+    for index, found in candidates.items():
+        question = questions[index]
+        best = sorted(found.items(), key=lambda item: -item[1][0])[: settings.n_best]
+        if not best:
+            answers[question.id] = [{"text": "", "probability": 1.0, "start_logit": 0.0, "end_logit": 0.0}]
+            continue
+        probabilities = _softmax([score for _, (score, _, _) in best])
+        answers[question.id] = [{"text": question.context[a:b], "probability": p, "start_logit": s, "end_logit": e}
+                                for ((a, b), (_, s, e)), p in zip(best, probabilities, strict=True)]
+    return answers
+
+
+def _gold(questions: Sequence[Question]) -> dict[str, list[str]]:
+    return {q.id: [text for text, _ in q.answers] for q in questions if q.answers}
+
+
+def finetune_qa(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str | os.PathLike,
+                config: FinetuneConfig = FinetuneConfig(lr=3e-5, seq_length=384),
+                settings: SpanSettings = SpanSettings(), golden: str | None = None,
+                state: ParallelState | None = None, vocab_file: str | None = None, overwrite: bool = False,
+                log: Callable[[str], None] = print) -> dict:
+    """Fine-tune the encoder at `checkpoint` for span extraction; results (and with `golden`, the BioASQ
+    submission and scores) in `output_dir`."""
+    train, dev = read_squad(files.train), read_squad(files.dev)
+    test = read_squad(files.test, require_answers=False) if files.test else None
+    scored = test if test is not None else dev
+    golden_data = None
+    if golden is not None:
+        try:
+            golden_data = json.loads(open(golden, encoding="utf-8").read())
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{golden}: not a BioASQ golden JSON file ({error})") from None
+        factoid_scores(golden_data, {"questions": []}, golden)  # fails early without factoid questions
+        pool_nbest({q.id: [] for q in scored}, files.test or files.dev)  # ... or on ids without snippet suffixes
+
+    def prepare(model, tokenizer, device) -> TaskData:
+        features = {name: make_features(questions, tokenizer, config.seq_length, settings.doc_stride,
+                                        settings.max_query_length)
+                    for name, questions in (("train", train), ("dev", dev), ("scored", scored))}
+        log(f"QA: {len(train)} train questions ({len(features['train'])} windows), {len(dev)} dev")
+
+        def answers(name: str, questions: list[Question]) -> dict[str, list[dict]]:
+            return nbest_answers(model, features[name], questions, settings, device, config.precision)
+
+        def dev_f1() -> float:
+            best = {qid: top[0]["text"] for qid, top in answers("dev", dev).items()}
+            return squad_scores(_gold(dev), best)["f1"]
+
+        def finish() -> tuple[dict, dict[str, str]]:
+            nbest = answers("scored", scored)
+            best = {qid: top[0]["text"] for qid, top in nbest.items()}
+            metrics: dict = {"evaluated_on": "test" if test is not None else "dev"}
+            if _gold(scored):
+                metrics.update(squad_scores(_gold(scored), best))
+            files_out = {"nbest.json": json.dumps(nbest, indent=1), "predictions.json": json.dumps(best, indent=1)}
+            if golden_data is not None:
+                bioasq = submission(pool_nbest(nbest))
+                metrics["bioasq"] = factoid_scores(golden_data, bioasq, golden)
+                files_out["bioasq_submission.json"] = json.dumps(bioasq, indent=1)
+                log(f"BioASQ factoid: strict {metrics['bioasq']['strict_acc']:.2f} lenient "
+                    f"{metrics['bioasq']['lenient_acc']:.2f} MRR {metrics['bioasq']['mrr']:.2f}")
+            return metrics, files_out
+
+        return TaskData(ModelLoss("input_ids", "attention_mask", "token_type_ids", "start_positions",
+                                  "end_positions"),
+                        [len(f.input_ids) for f in features["train"]],
+                        lambda idx: collate([features["train"][i] for i in idx]), dev_f1, finish,
+                        {"seq_length": config.seq_length, **settings.__dict__})
+
+    return run_finetuning(checkpoint, output_dir, TaskSpec("qa", "span", ["start", "end"], "dev_f1"), prepare, config,
+                          state, vocab_file, overwrite, log)
