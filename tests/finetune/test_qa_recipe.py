@@ -3,6 +3,7 @@ question answered, SQuAD and BioASQ scores that agree with the evaluate commands
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -17,6 +18,7 @@ from tests.finetune.helpers import synthetic_squad, tiny_checkpoint
 
 CONFIG = FinetuneConfig(epochs=3, lr=1e-2, micro_batch_size=16, seq_length=32, fc_dropout=0.0, log_interval=1000)
 SETTINGS = SpanSettings(doc_stride=8, max_query_length=8)
+TP_CONFIG = dataclasses.replace(CONFIG, epochs=1, lr=5e-4)
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +88,24 @@ def test_bad_input(run, tmp_path, capsys, case):
     err = capsys.readouterr().err
     assert code == 2 and expected in err and "Traceback" not in err and str(bad.name) in err, err
     assert not out.exists()
+
+
+def _tp2(checkpoint: str, files: TaskFiles, out: str) -> None:
+    import torch
+
+    from megabio.parallel import initialize
+
+    torch.set_num_threads(1)
+    finetune_qa(checkpoint, files, out, TP_CONFIG, SETTINGS, state=initialize(tensor_model_parallel_size=2),
+                log=lambda _: None)
+
+
+def test_tp2_equals_tp1(run):
+    from tests.distributed import run_distributed
+
+    root, checkpoint, files, _, _ = run
+    single = finetune_qa(checkpoint, files, root / "tp1", TP_CONFIG, SETTINGS, log=lambda _: None)
+    run_distributed(_tp2, 2, str(checkpoint), files, str(root / "tp2"))
+    parallel = json.loads((root / "tp2" / "metrics.json").read_text())
+    assert parallel["train_loss"] == pytest.approx(single["train_loss"], rel=1e-5)
+    assert (root / "tp2" / "predictions.json").read_text() == (root / "tp1" / "predictions.json").read_text()
