@@ -217,13 +217,13 @@ def parse_data_path(values: list[str]) -> list[tuple[float, str]]:
     if len(values) == 1:
         return [(1.0, values[0])]
     if len(values) % 2:
-        raise ValueError(f"--data-path {' '.join(values)}: give one prefix or 'weight prefix' pairs")
+        raise ValueError(f"data path {' '.join(values)}: give one prefix or 'weight prefix' pairs")
     pairs = []
     for weight, prefix in zip(values[::2], values[1::2], strict=True):
         try:
             pairs.append((float(weight), prefix))
         except ValueError:
-            raise ValueError(f"--data-path: {weight!r} (before {prefix!r}) is not a weight") from None
+            raise ValueError(f"data path: {weight!r} (before {prefix!r}) is not a weight") from None
     if any(w <= 0 for w, _ in pairs):
-        raise ValueError(f"--data-path weights must be positive: {[w for w, _ in pairs]}")
+        raise ValueError(f"data path weights must be positive: {[w for w, _ in pairs]}")
     return pairs

@@ -107,7 +107,7 @@ class IndexedDataset:
         idx_path, bin_path = Path(f"{prefix}.idx"), Path(f"{prefix}.bin")
         for path in (idx_path, bin_path):
             if not path.is_file():
-                raise IndexedDatasetError(f"{path}: not found (is --data-path the prefix without .bin/.idx?)")
+                raise IndexedDatasetError(f"{path}: not found (a dataset is named by its prefix, without .bin/.idx)")
         raw = idx_path.read_bytes()
         if len(raw) < _HEADER.size:
             raise IndexedDatasetError(f"{idx_path}: truncated header ({len(raw)} bytes)")

@@ -46,8 +46,8 @@ def _tools(settings: PreprocessSettings):
     if settings.split_sentences:
         splitter = SentenceSplitter.load(settings.punkt_file) if settings.punkt_file else SentenceSplitter.installed()
         if splitter is None:
-            raise ValueError("--split-sentences needs --punkt FILE (no Punkt model is installed with nltk): "
-                             "learn one from your corpus with `megabio splitter train`")
+            raise ValueError("splitting sentences needs Punkt parameters (punkt_file) and nltk has no English "
+                             "model installed: learn them from your corpus with `megabio splitter train`")
     return tokenizer, splitter
 
 

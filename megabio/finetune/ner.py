@@ -120,7 +120,7 @@ def read_ner_input(path: str | os.PathLike, input_format: str, tokenizer) -> lis
         from megabio.finetune.ner_data import read_text
 
         return read_text(path, tokenizer.pre_tokenizer.pre_tokenize_str)
-    raise ConfigError(f"--input-format {input_format!r}: choose auto, conll or text")
+    raise ConfigError(f"input format {input_format!r}: choose auto, conll or text")
 
 
 def predict_ner(model_dir: str | os.PathLike, input_path: str | os.PathLike, input_format: str = "auto") -> str:
@@ -130,7 +130,7 @@ def predict_ner(model_dir: str | os.PathLike, input_path: str | os.PathLike, inp
 
     model, tokenizer, task = load_task_model(model_directory(model_dir))
     if task.get("name") != "ner":
-        raise ConfigError(f"--model {model_dir}: a {task.get('name')} model, not NER")
+        raise ConfigError(f"{model_dir}: a {task.get('name')} model, not NER")
     sentences = read_ner_input(input_path, input_format, tokenizer)
     labels = task["labels"]
     windows = encode([Sentence(s.words, None, s.line) for s in sentences], tokenizer, labels, task["seq_length"])

@@ -64,9 +64,9 @@ class VocabSettings:
 
     def __post_init__(self) -> None:
         if self.model_type not in ("unigram", "bpe"):
-            raise VocabError(f"--model-type {self.model_type!r}: choose unigram or bpe")
+            raise VocabError(f"model_type {self.model_type!r}: choose unigram or bpe")
         if self.vocab_size < len(SPECIAL_TOKENS) + 10:
-            raise VocabError(f"--vocab-size {self.vocab_size} is too small to be useful")
+            raise VocabError(f"vocab_size {self.vocab_size} is too small to be useful")
 
 
 def _progress(message: str) -> None:
@@ -117,7 +117,7 @@ def _train_sentencepiece(text_file: Path, model_prefix: Path, settings: VocabSet
             add_dummy_prefix=True, minloglevel=2)
     except RuntimeError as error:
         if "Vocabulary size" in str(error) or "vocab_size" in str(error):
-            raise VocabError(f"--vocab-size {settings.vocab_size}: the corpus cannot support that many pieces "
+            raise VocabError(f"vocab_size {settings.vocab_size}: the corpus cannot support that many pieces "
                              f"({error}); give more text or ask for a smaller vocabulary") from None
         raise
     return spm.SentencePieceProcessor(model_file=f"{model_prefix}.model")
@@ -145,7 +145,7 @@ def sentencepiece_to_wordpiece(processor: spm.SentencePieceProcessor, chars: col
         if len(vocab) >= settings.vocab_size:
             break
     if len(vocab) < settings.vocab_size:
-        raise VocabError(f"--vocab-size {settings.vocab_size}: the corpus gave only {len(vocab)} distinct entries; "
+        raise VocabError(f"vocab_size {settings.vocab_size}: the corpus gave only {len(vocab)} distinct entries; "
                          f"give more text or ask for a smaller vocabulary")
     return list(vocab)[: settings.vocab_size]
 

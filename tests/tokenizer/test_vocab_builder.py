@@ -81,7 +81,7 @@ def test_bad_inputs_fail_clearly_and_leave_nothing(tmp_path, capsys):
         build_vocab([empty], tmp_path / "a", VocabSettings(vocab_size=100), show_progress=False)
     small = tmp_path / "small.txt"
     write_corpus(small, sentences=20)
-    with pytest.raises(VocabError, match="--vocab-size 5000"):
+    with pytest.raises(VocabError, match="vocab_size 5000"):
         build_vocab([small], tmp_path / "b", VocabSettings(vocab_size=5000), show_progress=False)
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"good text here\n\xc3\x28 broken\n")
