@@ -82,7 +82,7 @@ def test_failed_run_leaves_no_files(workspace, tmp_path):
     with pytest.raises(CorpusError, match=r"bad\.txt:2"):
         preprocess([inputs, bad], str(out / "corpus"), settings, show_progress=False)
     assert not out.exists() or list(out.iterdir()) == []
-    with pytest.raises(ValueError, match="needs --punkt"):
+    with pytest.raises(ValueError, match="needs Punkt parameters"):
         preprocess([inputs], str(out / "x"), PreprocessSettings(vocab_file=settings.vocab_file, split_sentences=True),
                    show_progress=False)
 
