@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from megabio.config import ConfigError
 from megabio.finetune.batching import evaluation_batches
 from megabio.finetune.checkpoints import save_task_model, task_model_from_pretrained
@@ -21,7 +19,7 @@ from megabio.finetune.trainer import fit, steps_per_epoch
 from megabio.io.vocab import check_same_vocabulary
 from megabio.model.task_models import HeadConfig, TaskKind
 from megabio.parallel import ParallelState
-from megabio.training.engine import Batch, Engine, Task, autocast, training_device
+from megabio.training.engine import Batch, Engine, Task, evaluate, training_device
 from megabio.training.progress import ProgressLog
 
 
@@ -61,12 +59,8 @@ class ModelLoss:
 def predict_in_batches(model, lengths: list[int], collate: Callable[[list[int]], Batch], forward,
                        device, precision: str, batch_size: int = 64):
     """Yield (example indices, `forward(model, batch)`) over length-sorted batches, in eval mode."""
-    model.eval()
-    with torch.no_grad():
-        for indices in evaluation_batches(lengths, batch_size):
-            batch = {k: v.to(device) for k, v in collate(indices).items()}
-            with autocast(precision, device):
-                yield indices, forward(model, batch)
+    batches = ((indices, collate(indices)) for indices in evaluation_batches(lengths, batch_size))
+    return evaluate(model, batches, forward, device, precision)
 
 
 @dataclass

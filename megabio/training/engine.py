@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -140,17 +140,6 @@ class Engine:
         return StepResult(loss=mean_over_data_parallel(loss_sum, self.state), extras=extras_mean, lr=lr,
                           grad_norm=grad_norm, skipped=overflow, tokens=tokens)
 
-    @torch.no_grad()
-    def evaluate(self, batches: Iterable[Batch], predict: Callable[[nn.Module, Batch], Any]) -> list[Any]:
-        """`predict(model, batch)` for every batch in eval mode (no dropout, no gradients), in order."""
-        self.model.eval()
-        outputs = []
-        for batch in batches:
-            with autocast(self.config.precision, self.device):
-                outputs.append(predict(self.model, self.to_device(batch)))
-        self.model.train()
-        return outputs
-
     def rng_states(self) -> dict[str, Any]:
         states = {"torch": torch.get_rng_state(), "tracker": self.model.bert.rng_tracker.get_states()}
         if self.device.type == "cuda":
@@ -181,6 +170,17 @@ class Engine:
             return False
         self.set_rng_states(payload["rng"])
         return True
+
+
+def evaluate(model: nn.Module, batches: Iterable[tuple[Any, Batch]], forward: Callable[[nn.Module, Batch], Any],
+             device: torch.device, precision: str = "fp32") -> Iterator[tuple[Any, Any]]:
+    """Yield (key, `forward(model, batch)`) for each (key, batch) in eval mode: no dropout, no gradients,
+    the run's autocast. The model is left in eval mode; the train step sets train mode again."""
+    model.eval()
+    with torch.no_grad():
+        for key, batch in batches:
+            with autocast(precision, device):
+                yield key, forward(model, {k: v.to(device, non_blocking=True) for k, v in batch.items()})
 
 
 def stop_requested(requested: bool, device: torch.device) -> bool:
