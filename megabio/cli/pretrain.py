@@ -18,6 +18,7 @@ from megabio.cli.common import (
     print_memory_report,
     run_reporting_errors,
 )
+from megabio.cli.megatron_flags import translate
 from megabio.config import PRESETS, ConfigError, ModelConfig
 from megabio.data.bert_dataset import BertSampleSettings
 from megabio.io.vocab import read_vocab
@@ -38,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--num-layers", type=int)
     model.add_argument("--hidden-size", type=int)
     model.add_argument("--num-attention-heads", type=int)
+    model.add_argument("--max-position-embeddings", type=int,
+                       help="Megatron's flag: must equal the model's (the preset's or checkpoint's) when given")
     model.add_argument("--binary-head", choices=("sop", "nsp", "none"), default="sop")
     model.add_argument("--recompute-activations", action="store_true")
     model.add_argument("--hidden-dropout", type=float, default=0.1)
@@ -63,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         value = getattr(defaults, name)
         train.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     train.add_argument("--lr-decay-style", choices=("linear", "cosine", "constant"), default="linear")
+    train.add_argument("--lr-warmup-iters", type=int, help="Megatron's flag: warmup steps (instead of a fraction)")
+    train.add_argument("--lr-decay-iters", type=int,
+                       help="Megatron's flag: the LR decays over --train-iters here, so it must equal that")
     add_precision_flags(train)
     train.add_argument("--save")
     train.add_argument("--load", help="resume from the latest checkpoint here, if there is one")
@@ -77,6 +83,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_config(args: argparse.Namespace, vocab_size: int) -> ModelConfig:
+    config = _resolved_model_config(args, vocab_size)
+    if args.max_position_embeddings not in (None, config.max_position_embeddings):
+        raise ConfigError(f"--max-position-embeddings {args.max_position_embeddings}: the model has "
+                          f"{config.max_position_embeddings} positions; drop the flag or choose such a model")
+    return config
+
+
+def _resolved_model_config(args: argparse.Namespace, vocab_size: int) -> ModelConfig:
     return resolve_model_config(
         vocab_size, args.seq_length, preset=args.preset,
         shape={"num_layers": args.num_layers, "hidden_size": args.hidden_size,
@@ -88,6 +102,11 @@ def model_config(args: argparse.Namespace, vocab_size: int) -> ModelConfig:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     fields = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if hasattr(args, f)}
+    if args.lr_warmup_iters is not None:
+        fields["lr_warmup_fraction"] = args.lr_warmup_iters / args.train_iters
+    if args.lr_decay_iters is not None and args.lr_decay_iters != args.train_iters:
+        raise ConfigError(f"--lr-decay-iters {args.lr_decay_iters}: the LR decays over --train-iters "
+                          f"({args.train_iters}) here; set them equal, or train for {args.lr_decay_iters} iterations")
     return TrainConfig(**fields)
 
 
@@ -140,5 +159,5 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="megabio pretrain", description=__doc__)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run_reporting_errors(lambda: run(args), "megabio pretrain")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run_reporting_errors(lambda: run(parser.parse_args(translate(argv))), "megabio pretrain")
