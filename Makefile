@@ -13,7 +13,7 @@ CUDA_HOME ?= /usr/local/cuda
 CUDA_ARCHS ?= 8.0;9.0
 CUDA_BUILD := build/cuda-check
 
-.PHONY: install test lint demo bench cuda-check clean
+.PHONY: install test lint demo bench cuda-check docker-check clean
 
 install: $(STAMP)
 
@@ -46,6 +46,12 @@ cuda-check:
 	CPLUS_INCLUDE_PATH="$$($(CUDA_VENV)/bin/python -c 'import glob, nvidia; print(":".join(glob.glob(nvidia.__path__[0] + "/cu*/include")))')" \
 	MAX_JOBS=2 $(CUDA_VENV)/bin/python setup.py --quiet build_ext --build-lib $(CUDA_BUILD) --build-temp $(CUDA_BUILD)/tmp
 	$(CUDA_VENV)/bin/python tools/check_cuda_build.py $(CUDA_BUILD)
+
+# Builds the image where a Docker daemon (and NVIDIA's registry) can be reached; tests/test_dockerfile.py checks
+# the Dockerfile against setup.py and this Makefile everywhere.
+docker-check:
+	@if docker info >/dev/null 2>&1; then docker build -t megabio:check .; \
+	else echo "docker-check: no Docker daemon on this machine; nothing built"; fi
 
 clean:
 	rm -rf $(VENV) $(CUDA_VENV) build *.egg-info
