@@ -4,22 +4,26 @@
 # of 2048 with dropout 0.1. Scores: SQuAD EM / F1 and BioASQ strict / lenient accuracy and MRR.
 #
 #   CHECKPOINT=bio-mb BIOASQ=data/qa/BioASQ-7b [SQUAD_TRAIN=train-v1.1.json SQUAD_DEV=dev-v1.1.json] \
-#     [TP=2] examples/finetune_bioasq.sh [more megabio finetune qa flags]
+#     [TP=2] examples/finetune_bioasq.sh [more megabio finetune qa flags, e.g. --dry-run]
 set -euo pipefail
 : "${CHECKPOINT:?set CHECKPOINT (a megabio, transformers or converted Megatron-LM checkpoint)}"
 : "${BIOASQ:?set BIOASQ (the folder with BioASQ-train-factoid-7b.json, BioASQ-test-factoid-7b.json, 7B_golden.json)}"
 OUT=${OUT:-runs/qa}
 head=(--num-fc-layers 2 --fc-hidden-size 2048 --fc-dropout 0.1)
 run=(python -m megabio)
-if [[ -n "${TP:-}" ]]; then
+dry_run=false
+[[ " $* " == *" --dry-run "* ]] && dry_run=true  # resolve and print each step, launching nothing
+if [[ -n "${TP:-}" ]] && ! $dry_run; then
   run=(torchrun --standalone --nproc-per-node "$TP" -m megabio)
-  head+=(--tensor-model-parallel-size "$TP")
+fi
+if [[ -n "${TP:-}" ]]; then
+  head+=(--tensor-model-parallel-size "$TP" --world-size "$TP")
 fi
 start=$CHECKPOINT
 if [[ -n "${SQUAD_TRAIN:-}" ]]; then
   "${run[@]}" finetune qa --checkpoint "$CHECKPOINT" --train "$SQUAD_TRAIN" --dev "${SQUAD_DEV:?set SQUAD_DEV}" \
     --output-dir "$OUT/squad" --epochs 2 "${head[@]}" "$@"
-  start=$OUT/squad/model
+  $dry_run || start=$OUT/squad/model
 fi
 # The BioASQ training set has no separate dev split: its own questions select the epoch.
 "${run[@]}" finetune qa --checkpoint "$start" --train "$BIOASQ/BioASQ-train-factoid-7b.json" \

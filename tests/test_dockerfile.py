@@ -18,7 +18,7 @@ def test_cuda_architectures_match_the_make_check():
 
 def test_build_switches_are_the_ones_setup_py_reads():
     setup = (ROOT / "setup.py").read_text(encoding="utf-8")
-    for name in re.findall(r"^\s+(MEGABIO_[A-Z_]+)=", DOCKERFILE, re.M) + ["TORCH_CUDA_ARCH_LIST"]:
+    for name in [*re.findall(r"^\s+(MEGABIO_[A-Z_]+)=", DOCKERFILE, re.M), "TORCH_CUDA_ARCH_LIST"]:
         assert name in setup, f"{name} is set in the Dockerfile but setup.py does not read it"
     assert "MEGABIO_BUILD_CUDA=1" in DOCKERFILE  # an image without CUDA kernels fails to build
 

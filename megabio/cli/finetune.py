@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from megabio.cli.common import add_precision_flags, command_group, first_rank_log, parallel_state
+from megabio.cli.common import (
+    add_precision_flags,
+    command_group,
+    first_rank_log,
+    parallel_state,
+    print_memory_report,
+)
 from megabio.finetune.config import FinetuneConfig, SpanSettings
 
 # Flags shared by every fine-tuning recipe, with FinetuneConfig's defaults.
@@ -34,6 +41,10 @@ def _add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=_TYPES.get(name, type(value)), default=value)
     add_precision_flags(parser)
     parser.add_argument("--tensorboard-dir")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resolved config, parallel layout and memory per rank, then exit")
+    parser.add_argument("--world-size", type=int, default=int(os.environ.get("WORLD_SIZE", "1")),
+                        help="processes in the job, for --dry-run (default: $WORLD_SIZE or 1)")
 
 
 def finetune_config(args: argparse.Namespace) -> FinetuneConfig:
@@ -119,7 +130,28 @@ def _negative(args: argparse.Namespace) -> str | None:
     return None if args.negative_label.lower() == "none" else args.negative_label
 
 
+def _dry_run(args: argparse.Namespace) -> int:
+    """What the fine-tuning job would be: its config, the TP x DP layout and the memory per rank."""
+    from megabio.convert import pretrained_config
+    from megabio.sizing import model_report
+
+    model, _ = pretrained_config(args.checkpoint)
+    tp = args.tensor_model_parallel_size
+    if args.world_size % tp:
+        raise ValueError(f"--world-size {args.world_size} is not divisible by --tensor-model-parallel-size {tp}")
+    config = finetune_config(args)
+    dp = args.world_size // tp
+    report = model_report(model, tp, micro_batch_size=config.micro_batch_size, seq_length=config.seq_length,
+                          precision=config.precision, data_parallel_size=dp)
+    print(json.dumps({"model": model.to_dict(), "finetune": config.to_dict()}, indent=2))
+    print(f"layout: world {args.world_size} = TP {tp} x DP {dp}; global batch {config.global_batch(dp)}")
+    print_memory_report(model, report, tp, config.precision, config.micro_batch_size)
+    return 0
+
+
 def _finetune_re(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _dry_run(args)
     from megabio.finetune.recipe import TaskFiles
     from megabio.finetune.relation import finetune_relations
 
@@ -147,6 +179,8 @@ def _evaluate_re(args: argparse.Namespace) -> int:
 
 
 def _finetune_qa(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _dry_run(args)
     from megabio.finetune.qa import finetune_qa
     from megabio.finetune.recipe import TaskFiles
 
@@ -184,6 +218,8 @@ def _evaluate_bioasq(args: argparse.Namespace) -> int:
 
 
 def _finetune_ner(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        return _dry_run(args)
     from megabio.finetune.ner import finetune_ner
     from megabio.finetune.recipe import TaskFiles
 
