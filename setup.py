@@ -94,7 +94,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["megabio", "megabio.*"]),
-    package_data={"megabio.demo": ["*.txt"]},
+    package_data={"megabio.demo": ["*.txt"], "megabio.tokenizer": ["*.json.gz"]},
     install_requires=["torch>=2.1", "numpy", "tokenizers>=0.15", "sentencepiece>=0.1.99", "nltk>=3.8",
                       "safetensors>=0.4", "tensorboard"],
     extras_require={

@@ -44,10 +44,7 @@ def _tools(settings: PreprocessSettings):
     tokenizer = load_wordpiece(settings.vocab_file, settings.lower_case)
     splitter = None
     if settings.split_sentences:
-        splitter = SentenceSplitter.load(settings.punkt_file) if settings.punkt_file else SentenceSplitter.installed()
-        if splitter is None:
-            raise ValueError("splitting sentences needs Punkt parameters (punkt_file) and nltk has no English "
-                             "model installed: learn them from your corpus with `megabio splitter train`")
+        splitter = SentenceSplitter.load(settings.punkt_file) if settings.punkt_file else SentenceSplitter.default()
     return tokenizer, splitter
 
 

@@ -3,6 +3,7 @@ everywhere) and taught the abbreviations of biomedical writing, which must never
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from collections.abc import Iterable
@@ -13,6 +14,9 @@ from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer, PunktTo
 from megabio.io.atomic import atomic_write_text
 
 # Punkt stores abbreviations lower-cased, without the final period; "et al." is the token "al".
+SHIPPED_PARAMS = Path(__file__).with_name("punkt_biomedical.json.gz")
+"""Punkt parameters learned from PubMed abstracts and PMC full text; rebuilt by tools/build_punkt_model.sh."""
+
 BIOMEDICAL_ABBREVIATIONS = frozenset({
     "al", "e.g", "i.e", "cf", "vs", "viz", "approx", "ca", "etc", "fig", "figs", "tab", "eq", "eqs", "ref", "refs",
     "no", "nos", "vol", "suppl", "resp", "i.v", "i.p", "i.m", "i.c.v", "s.c", "p.o", "b.i.d", "t.i.d", "q.i.d",
@@ -57,6 +61,16 @@ class SentenceSplitter:
         return cls(load_params(path))
 
     @classmethod
+    def shipped(cls) -> SentenceSplitter:
+        """The Punkt model megabio ships, learned from PubMed abstracts and PMC full text (see README)."""
+        return cls.load(SHIPPED_PARAMS)
+
+    @classmethod
+    def default(cls) -> SentenceSplitter:
+        """nltk's installed English model when there is one, else the shipped biomedical model."""
+        return cls.installed() or cls.shipped()
+
+    @classmethod
     def installed(cls, language: str = "english") -> SentenceSplitter | None:
         """The Punkt model installed with nltk's data (punkt_tab), or None where there is none."""
         try:
@@ -97,8 +111,10 @@ def save_params(params: PunktParameters, path: str | os.PathLike) -> None:
 
 
 def load_params(path: str | os.PathLike) -> PunktParameters:
+    """Punkt parameters from JSON written by `save_params` (gzip-compressed when the name ends in .gz)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        raw = Path(path).read_bytes()
+        data = json.loads(gzip.decompress(raw) if str(path).endswith(".gz") else raw)
         params = PunktParameters()
         params.abbrev_types = set(data["abbrev_types"])
         params.collocations = {tuple(pair) for pair in data["collocations"]}

@@ -82,9 +82,15 @@ def test_failed_run_leaves_no_files(workspace, tmp_path):
     with pytest.raises(CorpusError, match=r"bad\.txt:2"):
         preprocess([inputs, bad], str(out / "corpus"), settings, show_progress=False)
     assert not out.exists() or list(out.iterdir()) == []
-    with pytest.raises(ValueError, match="needs Punkt parameters"):
-        preprocess([inputs], str(out / "x"), PreprocessSettings(vocab_file=settings.vocab_file, split_sentences=True),
-                   show_progress=False)
+
+
+def test_sentences_split_out_of_the_box(workspace, tmp_path):
+    """Without Punkt parameters of its own (and no nltk model), the shipped biomedical model splits."""
+    _, inputs, settings = workspace
+    stats = preprocess([inputs], str(tmp_path / "x"), PreprocessSettings(vocab_file=settings.vocab_file,
+                                                                        split_sentences=True), show_progress=False)
+    dataset = IndexedDataset(stats["output_prefix"])
+    assert len(dataset) > dataset.num_documents  # more sentences than documents
 
 
 def test_cli_and_missing_vocabulary(workspace, tmp_path, capsys):

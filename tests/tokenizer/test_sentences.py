@@ -59,3 +59,12 @@ def test_bad_parameter_file(tmp_path):
     bad.write_text("{}", encoding="utf-8")
     with pytest.raises(ValueError, match="not a Punkt parameter file"):
         load_params(bad)
+
+
+def test_the_shipped_model_splits_biomedical_text():
+    splitter = SentenceSplitter.shipped()
+    text = ("Rats received 5 mg/kg i.v. every day. Smith et al. reported a similar effect (Fig. 2). "
+            "The dose was lowered vs. controls. No toxicity was seen.")
+    assert splitter.split(text) == ["Rats received 5 mg/kg i.v. every day.",
+                                    "Smith et al. reported a similar effect (Fig. 2).",
+                                    "The dose was lowered vs. controls.", "No toxicity was seen."]
