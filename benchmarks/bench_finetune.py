@@ -54,7 +54,7 @@ def minilm_directory() -> Path:
 def transformers_run(model_dir: Path, files: TaskFiles, args: argparse.Namespace) -> dict:
     """transformers fine-tuning, dev-selected, scored on test with seqeval."""
     from seqeval.metrics import f1_score
-    from transformers import AutoModelForTokenClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     train, dev, test = read_conll(files.train), read_conll(files.dev), read_conll(files.test)
     labels = label_map(train)
@@ -80,7 +80,7 @@ def transformers_run(model_dir: Path, files: TaskFiles, args: argparse.Namespace
         mask, lab = torch.zeros_like(ids), torch.full_like(ids, -100)
         for i, (x, y, _) in enumerate(items):
             ids[i, : len(x)], mask[i, : len(x)], lab[i, : len(y)] = torch.tensor(x), 1, torch.tensor(y)
-        return ids, mask, lab
+        return {"input_ids": ids, "attention_mask": mask, "labels": lab}
 
     def predict(sentences, encoded):
         model.eval()
@@ -88,8 +88,8 @@ def transformers_run(model_dir: Path, files: TaskFiles, args: argparse.Namespace
         with torch.no_grad():
             for first in range(0, len(encoded), 64):
                 chunk = encoded[first: first + 64]
-                ids, mask, _ = batch_of(chunk)
-                classes = model(input_ids=ids, attention_mask=mask).logits.argmax(-1)
+                batch = batch_of(chunk)
+                classes = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.argmax(-1)
                 for row, (_, _, word_ids) in enumerate(chunk):
                     sentence = sentences[first + row]
                     words, previous = ["O"] * len(sentence.words), None
@@ -106,19 +106,22 @@ def transformers_run(model_dir: Path, files: TaskFiles, args: argparse.Namespace
     def f1(sentences, encoded) -> float:
         return 100 * f1_score([s.tags for s in sentences], predict(sentences, encoded))
 
-    return _train_transformers(model, train_enc, batch_of, lambda: f1(dev, dev_enc), lambda: f1(test, test_enc),
-                               args, get_linear_schedule_with_warmup)
+    return train_transformers(model, train_enc, lambda items: model(**batch_of(items)).loss,
+                              lambda: f1(dev, dev_enc), lambda: f1(test, test_enc), args)
 
 
-def _train_transformers(model, train_enc, batch_of, dev_score, test_score, args, schedule_factory) -> dict:
+def train_transformers(model, train_enc, loss_of, dev_score, test_score, args) -> dict:
     """The plain loop of transformers' examples: AdamW (no decay on biases and LayerNorms), linear warmup 10%
-    and decay, clip 1.0, random batches; the best dev epoch's weights scored on test."""
+    and decay, clip 1.0, random batches of `train_enc` (`loss_of(items)` their loss); the best dev epoch's
+    weights scored by `test_score` (returned as "f1")."""
+    from transformers import get_linear_schedule_with_warmup
+
     decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
     no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay,
                                    "weight_decay": 0.0}], lr=args.lr)
     steps = args.epochs * -(-len(train_enc) // args.batch_size)
-    schedule = schedule_factory(optimizer, int(0.1 * steps), steps)
+    schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
     rng = random.Random(args.seed)
     best, best_state, seconds = -1.0, None, []
     model.train()
@@ -127,9 +130,7 @@ def _train_transformers(model, train_enc, batch_of, dev_score, test_score, args,
         rng.shuffle(order)
         start = time.monotonic()
         for first in range(0, len(order), args.batch_size):
-            ids, mask, lab = batch_of([train_enc[i] for i in order[first: first + args.batch_size]])
-            loss = model(input_ids=ids, attention_mask=mask, labels=lab).loss
-            loss.backward()
+            loss_of([train_enc[i] for i in order[first: first + args.batch_size]]).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
@@ -145,7 +146,7 @@ def _train_transformers(model, train_enc, batch_of, dev_score, test_score, args,
 def transformers_relation_run(model_dir: Path, files: TaskFiles, args: argparse.Namespace) -> dict:
     """transformers sequence classification on [CLS], dev-selected, micro-F1 over the CPR classes (sklearn)."""
     from sklearn.metrics import precision_recall_fscore_support
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     train, dev, test = (read_instances(f) for f in (files.train, files.dev, files.test))
     labels = sorted({i.label for i in train})
@@ -164,15 +165,16 @@ def transformers_relation_run(model_dir: Path, files: TaskFiles, args: argparse.
         mask = torch.zeros_like(ids)
         for row, (x, _) in enumerate(items):
             ids[row, : len(x)], mask[row, : len(x)] = torch.tensor(x), 1
-        return ids, mask, torch.tensor([y for _, y in items])
+        return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([y for _, y in items])}
 
     def micro_f1(encoded) -> float:
         model.eval()
         predicted = []
         with torch.no_grad():
             for first in range(0, len(encoded), 64):
-                ids, mask, _ = batch_of(encoded[first: first + 64])
-                predicted += model(input_ids=ids, attention_mask=mask).logits.argmax(-1).tolist()
+                batch = batch_of(encoded[first: first + 64])
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                predicted += logits.argmax(-1).tolist()
         model.train()
         gold = [y for _, y in encoded]
         f1 = precision_recall_fscore_support(gold, predicted, labels=[labels.index(p) for p in positives],
@@ -180,8 +182,8 @@ def transformers_relation_run(model_dir: Path, files: TaskFiles, args: argparse.
         return 100 * f1
 
     train_enc, dev_enc, test_enc = encode(train), encode(dev), encode(test)
-    return _train_transformers(model, train_enc, batch_of, lambda: micro_f1(dev_enc), lambda: micro_f1(test_enc),
-                               args, get_linear_schedule_with_warmup)
+    return train_transformers(model, train_enc, lambda items: model(**batch_of(items)).loss,
+                              lambda: micro_f1(dev_enc), lambda: micro_f1(test_enc), args)
 
 
 def megabio_relation_run(checkpoint: Path, files: TaskFiles, args: argparse.Namespace, work: Path) -> dict:
