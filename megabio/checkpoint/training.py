@@ -9,16 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from megabio.checkpoint.layout import CHECKPOINT_FORMAT, CheckpointError, rank_file, read_latest, write_latest
 from megabio.io.atomic import atomic_file
-from megabio.parallel import ParallelState
-
-
-def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+from megabio.parallel import ParallelState, barrier
 
 
 def latest_iteration(directory: str | os.PathLike) -> int | None:
@@ -39,10 +33,10 @@ def save_checkpoint(directory: str | os.PathLike, iteration: int, state: Paralle
         with atomic_file(path) as tmp:
             torch.save({"checkpoint_format": CHECKPOINT_FORMAT, "iteration": iteration,
                         "tensor_model_parallel_size": state.tp_size, **payload}, tmp)
-    _barrier()
+    barrier()
     if state.tp_rank == 0 and state.dp_rank == 0:
         write_latest(directory, iteration)
-    _barrier()
+    barrier()
 
 
 def load_checkpoint(directory: str | os.PathLike, state: ParallelState) -> dict[str, Any] | None:

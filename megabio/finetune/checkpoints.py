@@ -14,7 +14,7 @@ from megabio.checkpoint import merge_shards, read_checkpoint, write_checkpoint
 from megabio.config import ConfigError
 from megabio.convert import load_pretrained, load_shard
 from megabio.model.task_models import TASK_MODELS, HeadConfig, TaskKind
-from megabio.parallel import ParallelState
+from megabio.parallel import ParallelState, barrier
 from megabio.tokenizer.wordpiece import load_wordpiece
 
 
@@ -40,8 +40,7 @@ def save_task_model(directory: str | os.PathLike, model: torch.nn.Module, state:
         full = merge_shards(shards, model.config)
         write_checkpoint(directory, full, model.config, extra={"tokenizer": {"lower_case": lower_case},
                                                                 "task": task}, vocab_file=vocab_file)
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+    barrier()
 
 
 def load_task_model(path: str | os.PathLike, state: ParallelState | None = None):

@@ -20,12 +20,14 @@ from megabio.finetune.ner_data import (
     encode,
     label_map,
     read_conll,
+    read_text,
 )
 from megabio.finetune.recipe import (
     ModelLoss,
     TaskData,
     TaskFiles,
     TaskSpec,
+    encode_splits,
     predict_in_batches,
     read_splits,
     run_finetuning,
@@ -82,8 +84,8 @@ def finetune_ner(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: st
     scored = test if test is not None else dev
 
     def prepare(model, tokenizer, device) -> TaskData:
-        windows = {name: encode(sentences, tokenizer, labels, config.seq_length, labeling)
-                   for name, sentences in (("train", train), ("dev", dev), ("scored", scored))}
+        windows = encode_splits({"train": train, "dev": dev, "scored": scored},
+                                lambda _, sentences: encode(sentences, tokenizer, labels, config.seq_length, labeling))
         log(f"NER: {len(train)} train sentences ({len(windows['train'])} windows), {len(dev)} dev, labels "
             f"{', '.join(labels)}; {labeling} labelling")
 
@@ -117,8 +119,6 @@ def read_ner_input(path: str | os.PathLike, input_format: str, tokenizer) -> lis
     if input_format == "conll":
         return read_conll(path, require_tags=False)
     if input_format == "text":
-        from megabio.finetune.ner_data import read_text
-
         return read_text(path, tokenizer.pre_tokenizer.pre_tokenize_str)
     raise ConfigError(f"input format {input_format!r}: choose auto, conll or text")
 

@@ -9,15 +9,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch.distributed as dist
-
 from megabio.config import ConfigError
 from megabio.io.atomic import StagedDirectory
-
-
-def _barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+from megabio.parallel import barrier
 
 
 class OutputDir:
@@ -40,7 +34,7 @@ class OutputDir:
         if self.writer:
             shutil.rmtree(self.path.absolute().parent / staging, ignore_errors=True)  # left by a killed run
             self.staged = StagedDirectory(self.path, replace=True, staging_name=staging)
-        _barrier()
+        barrier()
         return self.path.absolute().parent / staging
 
     def write_json(self, name: str, data: Any) -> None:
@@ -52,10 +46,10 @@ class OutputDir:
             (self.staged.staging / name).write_text(text, encoding="utf-8")
 
     def commit(self) -> None:
-        _barrier()
+        barrier()
         if self.staged is not None:
             self.staged.commit()
-        _barrier()
+        barrier()
 
     def discard(self) -> None:
         if self.staged is not None:

@@ -8,6 +8,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
@@ -15,7 +16,15 @@ from megabio.finetune.batching import pad, pad_inputs
 from megabio.finetune.bioasq import factoid_scores, pool_nbest, submission
 from megabio.finetune.config import FinetuneConfig, SpanSettings
 from megabio.finetune.qa_data import Feature, Question, make_features, read_squad
-from megabio.finetune.recipe import ModelLoss, TaskData, TaskFiles, TaskSpec, predict_in_batches, run_finetuning
+from megabio.finetune.recipe import (
+    ModelLoss,
+    TaskData,
+    TaskFiles,
+    TaskSpec,
+    encode_splits,
+    predict_in_batches,
+    run_finetuning,
+)
 from megabio.finetune.squad_metrics import squad_scores
 from megabio.parallel import ParallelState
 from megabio.training.engine import Batch
@@ -83,22 +92,23 @@ def finetune_qa(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str
                 log: Callable[[str], None] = print) -> dict:
     """Fine-tune the encoder at `checkpoint` for span extraction; results (and with `golden`, the BioASQ
     submission and scores) in `output_dir`."""
-    train, dev = read_squad(files.train), read_squad(files.dev)
+    train = read_squad(files.train)
+    dev = train if files.dev == files.train else read_squad(files.dev)  # BioASQ: no dev split of its own
     test = read_squad(files.test, require_answers=False) if files.test else None
     scored = test if test is not None else dev
     golden_data = None
     if golden is not None:
         try:
-            golden_data = json.loads(open(golden, encoding="utf-8").read())
+            golden_data = json.loads(Path(golden).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise ValueError(f"{golden}: not a BioASQ golden JSON file ({error})") from None
         factoid_scores(golden_data, {"questions": []}, golden)  # fails early without factoid questions
         pool_nbest({q.id: [] for q in scored}, files.test or files.dev)  # ... or on ids without snippet suffixes
 
     def prepare(model, tokenizer, device) -> TaskData:
-        features = {name: make_features(questions, tokenizer, config.seq_length, settings.doc_stride,
-                                        settings.max_query_length)
-                    for name, questions in (("train", train), ("dev", dev), ("scored", scored))}
+        features = encode_splits({"train": train, "dev": dev, "scored": scored},
+                                 lambda _, questions: make_features(questions, tokenizer, config.seq_length,
+                                                                    settings.doc_stride, settings.max_query_length))
         log(f"QA: {len(train)} train questions ({len(features['train'])} windows), {len(dev)} dev")
 
         def answers(name: str, questions: list[Question]) -> dict[str, list[dict]]:
@@ -112,8 +122,8 @@ def finetune_qa(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str
             nbest = answers("scored", scored)
             best = {qid: top[0]["text"] for qid, top in nbest.items()}
             metrics: dict = {"evaluated_on": "test" if test is not None else "dev"}
-            if _gold(scored):
-                metrics.update(squad_scores(_gold(scored), best))
+            if gold := _gold(scored):
+                metrics.update(squad_scores(gold, best))
             files_out = {"nbest.json": json.dumps(nbest, indent=1), "predictions.json": json.dumps(best, indent=1)}
             if golden_data is not None:
                 bioasq = submission(pool_nbest(nbest))

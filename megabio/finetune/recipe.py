@@ -39,10 +39,20 @@ def read_splits(files: TaskFiles, read: Callable, label_map: Callable, check_kno
     labels = label_map(train)
     splits = {}
     for name, path in (("dev", files.dev), ("test", files.test)):
-        splits[name] = read(path) if path else None
+        splits[name] = train if path == files.train else read(path) if path else None
         if splits[name] is not None:
             check_known(splits[name], labels, path)
     return train, splits["dev"], splits["test"], labels
+
+
+def encode_splits(splits: dict[str, Any], encode: Callable[[str, Any], list]) -> dict[str, list]:
+    """`encode(name, data)` of every split, once per distinct data: the dev set scored when there is no test
+    set, or a dev set read from the training file, shares its encoding."""
+    done: dict[int, list] = {}
+    for name, data in splits.items():
+        if id(data) not in done:
+            done[id(data)] = encode(name, data)
+    return {name: done[id(data)] for name, data in splits.items()}
 
 
 class ModelLoss:

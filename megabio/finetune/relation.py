@@ -18,6 +18,7 @@ from megabio.finetune.recipe import (
     TaskData,
     TaskFiles,
     TaskSpec,
+    encode_splits,
     predict_in_batches,
     read_splits,
     run_finetuning,
@@ -67,9 +68,10 @@ def finetune_relations(checkpoint: str | os.PathLike, files: TaskFiles, output_d
     scored_path = files.test or files.dev
 
     def prepare(model, tokenizer, device) -> TaskData:
-        encoded = {name: encode(instances, tokenizer, labels, config.seq_length, entity_markers, path)
-                   for name, instances, path in (("train", train, files.train), ("dev", dev, files.dev),
-                                                 ("scored", scored, scored_path))}
+        paths = {"train": files.train, "dev": files.dev, "scored": scored_path}
+        encoded = encode_splits({"train": train, "dev": dev, "scored": scored},
+                                lambda name, instances: encode(instances, tokenizer, labels, config.seq_length,
+                                                               entity_markers, paths[name]))
         log(f"RE: {len(train)} train, {len(dev)} dev instances, labels {', '.join(labels)} (negative: "
             f"{negative_label}); {'entity markers' if entity_markers else '[CLS]'}")
 

@@ -21,8 +21,6 @@ class FitResult:
     dev_scores: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
     best_epoch: int = 0
-    losses: list[float] = field(default_factory=list)
-    """Training loss of every step."""
     epoch_losses: list[float] = field(default_factory=list)
     """Mean training loss of each epoch."""
 
@@ -37,17 +35,18 @@ def fit(engine: Engine, config: FinetuneConfig, lengths: Sequence[int], collate:
     for epoch in range(config.epochs):
         start = time.monotonic()
         batches = training_batches(lengths, global_batch, config.seed, epoch, drop_below=state.dp_size)
+        loss_sum = 0.0
         for batch in batches:
             step = engine.train_step((collate(m) for m in rank_micro_batches(batch, config.micro_batch_size, state)),
                                      iteration)
             iteration += 1
             progress.count(len(batch), step.tokens)
-            result.losses.append(step.loss)
+            loss_sum += step.loss
             if iteration % config.log_interval == 0 or iteration == 1:
                 progress.report({"epoch": epoch + 1, "iteration": iteration, "loss": step.loss, "lr": step.lr,
                                  "grad_norm": step.grad_norm}, iteration, _LOGGED)
         result.epoch_seconds.append(time.monotonic() - start)
-        result.epoch_losses.append(sum(result.losses[-len(batches):]) / max(1, len(batches)))
+        result.epoch_losses.append(loss_sum / max(1, len(batches)))
         score = evaluate()
         result.dev_scores.append(score)
         progress.scalars({"score": score}, epoch + 1, prefix="dev")

@@ -23,7 +23,7 @@ from megabio.parallel.random import (
     model_parallel_rng_tracker,
 )
 from megabio.parallel.sharding import gather_full, is_tensor_parallel, shard
-from megabio.parallel.state import ParallelState, initialize
+from megabio.parallel.state import ParallelState, barrier, distributed, initialize
 
 __all__ = [
     "MODEL_PARALLEL_RNG",
@@ -34,8 +34,10 @@ __all__ = [
     "VocabParallelEmbedding",
     "allreduce_data_parallel_grads",
     "allreduce_sequence_parallel_grads",
+    "barrier",
     "checkpoint_with_rng",
     "copy_to_tensor_parallel_region",
+    "distributed",
     "finalize_model_grads",
     "gather_from_sequence_parallel_region",
     "gather_from_tensor_parallel_region",

@@ -48,6 +48,17 @@ class ParallelState:
         return self.tp_size * self.dp_size
 
 
+def distributed() -> bool:
+    """Whether this process is part of an initialised torch.distributed job."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def barrier() -> None:
+    """Wait for every rank of the job; nothing to wait for in a single process."""
+    if distributed():
+        dist.barrier()
+
+
 def initialize(tensor_model_parallel_size: int = 1, sequence_parallel: bool = False) -> ParallelState:
     """Build the TP and DP groups over the initialised default process group.
 

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from megabio.parallel import ParallelState, finalize_model_grads
+from megabio.parallel import ParallelState, distributed, finalize_model_grads
 from megabio.training.config import TrainConfig
 from megabio.training.grads import DynamicLossScaler, clip_gradients, global_grad_norm
 from megabio.training.optimizer import build_optimizer, load_optimizer_state_by_name, optimizer_state_by_name
@@ -44,7 +44,6 @@ class StepResult:
     lr: float
     grad_norm: float
     """NaN on a skipped (overflow) step."""
-    skipped: bool
     tokens: int
     """Real (unpadded) tokens over all data-parallel ranks, for throughput."""
 
@@ -63,8 +62,8 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def mean_over_data_parallel(value: torch.Tensor, state: ParallelState) -> float:
@@ -90,9 +89,6 @@ class Engine:
                        if config.precision == "fp16" else None)
         self.skipped_steps = 0
 
-    def to_device(self, batch: Batch) -> Batch:
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-
     def train_step(self, micro_batches: Iterable[Batch], iteration: int,
                    after_backward: Callable[[nn.Module, int], None] | None = None) -> StepResult:
         """One optimizer step (0-based `iteration`, for the LR) over this DP rank's micro-batches, each
@@ -108,7 +104,7 @@ class Engine:
         extra_sums: dict[str, torch.Tensor] = {}
         tokens = 0
         for batch in micro_batches:
-            batch = self.to_device(batch)
+            batch = to_device(batch, self.device)
             with autocast(self.config.precision, self.device):
                 loss, extras = self.task.loss(model, batch)
             ((loss / len(micro_batches)) * (scaler.scale if scaler else 1.0)).backward()
@@ -138,7 +134,7 @@ class Engine:
             scaler.update(overflow)
         extras_mean = {name: mean_over_data_parallel(value, self.state) for name, value in extra_sums.items()}
         return StepResult(loss=mean_over_data_parallel(loss_sum, self.state), extras=extras_mean, lr=lr,
-                          grad_norm=grad_norm, skipped=overflow, tokens=tokens)
+                          grad_norm=grad_norm, tokens=tokens)
 
     def rng_states(self) -> dict[str, Any]:
         states = {"torch": torch.get_rng_state(), "tracker": self.model.bert.rng_tracker.get_states()}
@@ -180,7 +176,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[Any, Batch]], forward: Ca
     with torch.no_grad():
         for key, batch in batches:
             with autocast(precision, device):
-                yield key, forward(model, {k: v.to(device, non_blocking=True) for k, v in batch.items()})
+                yield key, forward(model, to_device(batch, device))
 
 
 def stop_requested(requested: bool, device: torch.device) -> bool:

@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from megabio.parallel import ParallelState
+from megabio.parallel import ParallelState, distributed
 from megabio.parallel.sharding import is_tensor_parallel
 
 
@@ -52,7 +52,7 @@ class DynamicLossScaler:
             if param.grad is not None and not torch.isfinite(param.grad).all():
                 flag.fill_(1.0)
                 break
-        if dist.is_available() and dist.is_initialized():
+        if distributed():
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag)
 

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from megabio.config import ModelConfig
-from megabio.parallel import ParallelState
+from megabio.parallel import ParallelState, distributed
 from megabio.sizing import layer_matmul_parameters
 
 
@@ -24,7 +24,7 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 def _max_over_ranks(value: float, device: torch.device) -> float:
-    if not (dist.is_available() and dist.is_initialized()):
+    if not distributed():
         return value
     tensor = torch.tensor(value, dtype=torch.float64, device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
