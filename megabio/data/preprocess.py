@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 from megabio.data.indexed_dataset import IndexedDatasetWriter, optimal_dtype
 from megabio.io.corpus import read_documents
-from megabio.tokenizer.sentences import SentenceSplitter
-from megabio.tokenizer.wordpiece import load_wordpiece
+from megabio.tokenizer.wordpiece import encode_ids, load_wordpiece
 
 BATCH_DOCUMENTS = 128
 
@@ -36,6 +35,8 @@ class PreprocessSettings:
     """Punkt parameters from `megabio splitter train`; without it, nltk's installed English Punkt model."""
     json_key: str = "text"
     workers: int = 1
+    """Processes splitting sentences (Punkt is pure Python). Tokenizing runs on the tokenizer's own threads,
+    all cores unless RAYON_NUM_THREADS limits them."""
 
 
 @functools.lru_cache(maxsize=2)
@@ -44,6 +45,8 @@ def _tools(settings: PreprocessSettings):
     tokenizer = load_wordpiece(settings.vocab_file, settings.lower_case)
     splitter = None
     if settings.split_sentences:
+        from megabio.tokenizer.sentences import SentenceSplitter  # nltk costs 3 s and 130 MB to import
+
         splitter = SentenceSplitter.load(settings.punkt_file) if settings.punkt_file else SentenceSplitter.default()
     return tokenizer, splitter
 
@@ -51,12 +54,10 @@ def _tools(settings: PreprocessSettings):
 def encode_documents(texts: list[str], settings: PreprocessSettings) -> list[list[list[int]]]:
     """Token ids per sentence (or per document) of each text; empty pieces are dropped."""
     tokenizer, splitter = _tools(settings)
-    encoded = []
-    for text in texts:
-        pieces = splitter.split(text) if splitter else [text]
-        ids = [e.ids for e in tokenizer.encode_batch(pieces, add_special_tokens=False)]
-        encoded.append([sequence for sequence in ids if sequence])
-    return encoded
+    pieces = [splitter.split(text) if splitter else [text] for text in texts]
+    # One call for the whole batch: the tokenizer's own threads share it out.
+    ids = iter(encode_ids(tokenizer, [piece for document in pieces for piece in document]))
+    return [[sequence for sequence in itertools.islice(ids, len(document)) if sequence] for document in pieces]
 
 
 def _batches(documents: Iterator, size: int) -> Iterator[tuple[list[str], int]]:
@@ -98,7 +99,9 @@ def preprocess(inputs: list[str], prefix: str, settings: PreprocessSettings, exc
                   file=sys.stderr, flush=True)
 
     with IndexedDatasetWriter(target, dtype) as writer:
-        if settings.workers <= 1:
+        if settings.workers <= 1 or not settings.split_sentences:
+            # Tokenizing alone is faster here than in a pool: the tokenizer's threads share each batch out,
+            # and no text or id list is pickled between processes.
             for texts, n_bytes in batches:
                 write(writer, encode(texts), n_bytes)
         else:

@@ -68,3 +68,27 @@ def test_the_shipped_model_splits_biomedical_text():
     assert splitter.split(text) == ["Rats received 5 mg/kg i.v. every day.",
                                     "Smith et al. reported a similar effect (Fig. 2).",
                                     "The dose was lowered vs. controls.", "No toxicity was seen."]
+
+
+def test_same_model_and_boundaries_as_stock_nltk_punkt(splitter_and_texts):
+    """The splitter runs Punkt's patterns on the standard `re` engine: the learned parameters and every
+    sentence boundary must equal those of nltk's own PunktTrainer / PunktSentenceTokenizer."""
+    from nltk.tokenize.punkt import PunktSentenceTokenizer, PunktTrainer
+
+    from megabio.tokenizer.sentences import BIOMEDICAL_ABBREVIATIONS
+
+    _, texts = splitter_and_texts
+    texts = texts[:300]
+    trainer = PunktTrainer()
+    trainer.INCLUDE_ALL_COLLOCS = True
+    trainer.train("\n\n".join(texts), finalize=False)
+    trainer.finalize_training()
+    stock = trainer.get_params()
+    stock.abbrev_types.update(BIOMEDICAL_ABBREVIATIONS)
+    ours = train_punkt(texts)
+    assert (ours.abbrev_types, ours.collocations, ours.sent_starters, dict(ours.ortho_context)) == \
+        (stock.abbrev_types, stock.collocations, stock.sent_starters, dict(stock.ortho_context))
+    reference = PunktSentenceTokenizer(stock)
+    splitter = SentenceSplitter(ours)
+    for text in texts:
+        assert list(splitter._tokenizer.span_tokenize(text)) == list(reference.span_tokenize(text))
