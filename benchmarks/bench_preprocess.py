@@ -109,8 +109,9 @@ def megatron_run(megatron: Path, python: str, corpus: Path, prefix: Path, vocab:
     env = {**os.environ, "NLTK_DATA": str(nltk_data), "PYTHONPATH": str(megatron)}
     if not sentences:
         return timed(command, prefix.with_suffix(".log"), env)
-    split_seconds, split_rss = timed(command + ["--split-sentences"], prefix.with_suffix(".split.log"), env)
-    seconds, rss = timed(command + ["--split-sentences"], prefix.with_suffix(".log"), env)
+    command.append("--split-sentences")
+    split_seconds, split_rss = timed(command, prefix.with_suffix(".split.log"), env)
+    seconds, rss = timed(command, prefix.with_suffix(".log"), env)
     return split_seconds + seconds, max(split_rss, rss)
 
 

@@ -42,5 +42,5 @@ def test_not_a_bert_vocabulary(tmp_path):
     path.write_text("[PAD]\n[UNK]\nthe\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"vocab.txt: not a BERT WordPiece vocabulary \(no \[CLS\]"):
         load_wordpiece(path, lower_case=True)
-    with pytest.raises(FileNotFoundError, match="missing.txt"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.txt"):
         load_wordpiece(tmp_path / "missing.txt", lower_case=True)
