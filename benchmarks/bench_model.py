@@ -2,9 +2,11 @@
 transformers' MegatronBertForPreTraining of the same shape, measured in the same run.
 
 Prints tokens/s for fp32 and bf16 autocast, the ratio to transformers, and the achieved FLOP/s (of the
-dense model) as a share of a large matmul's FLOP/s measured here too. megabio runs three ways: with the
-pure-PyTorch reference ops (MEGABIO_KERNELS=reference), with the fused kernels, and with the fused kernels
-and the MLM head evaluated only at the labelled positions (logits_at_labels_only).
+dense model) as a share of a large matmul's FLOP/s measured here too; first, whether the CPU has AMX and
+torch uses it, and the matmul rate of both dtypes, so that a figure is read against the CPU it came from.
+megabio runs three ways: with the pure-PyTorch reference ops (MEGABIO_KERNELS=reference), with the fused
+kernels, and with the fused kernels and the MLM head evaluated only at the labelled positions
+(logits_at_labels_only).
 
     python benchmarks/bench_model.py [--batch 16 --seq 128 --steps 5] [--allocator tcmalloc|system]
 
@@ -45,6 +47,13 @@ def matmul_flops_per_second(dtype: torch.dtype, size: int = 2048, repeats: int =
     for _ in range(repeats):
         a @ b
     return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def amx_status() -> str:
+    """Whether the CPU has AMX tiles (cpuinfo) and whether this torch build can use them (oneDNN)."""
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    usable = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return f"AMX: {'yes' if 'amx_bf16' in flags else 'no'} in the CPU, {'used' if usable else 'not used'} by torch"
 
 
 def make_batch(config: ModelConfig, batch: int, seq: int) -> dict[str, torch.Tensor]:
@@ -149,6 +158,10 @@ def main() -> None:
     flops = training_flops(config, args.batch, args.seq)
     print(f"preset {args.preset}, batch {args.batch} x seq {args.seq}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, {active_allocator()}; median of {args.steps} steps, the models taking turns")
+    rates = {name: matmul_flops_per_second(dtype) / 1e9 for name, dtype in (("fp32", torch.float32),
+                                                                          ("bf16", torch.bfloat16))}
+    print(f"{amx_status()}; 2048^3 matmul: fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s "
+          f"({rates['bf16'] / rates['fp32']:.1f}x)")
     print("| precision | megabio | tok/s | transformers tok/s | ratio | megabio GFLOP/s | matmul GFLOP/s "
           "| % of matmul |")
     print("|---|---|---|---|---|---|---|---|")
@@ -162,7 +175,7 @@ def main() -> None:
             torch.manual_seed(0)
             steps.append(with_kernels(kernels, megabio_step(config, labelled_only)))
         theirs, *ours_by_variant = time_steps(steps, batch, args.steps, bf16)
-        peak = matmul_flops_per_second(torch.bfloat16 if bf16 else torch.float32)
+        peak = rates[precision] * 1e9
         for (name, _, _), ours in zip(variants, ours_by_variant, strict=True):
             achieved = flops / ours
             print(f"| {precision} | {name} | {tokens / ours:,.0f} | {tokens / theirs:,.0f} | {theirs / ours:.2f}x | "

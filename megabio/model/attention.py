@@ -46,7 +46,9 @@ class ParallelSelfAttention(nn.Module):
         qkv, _ = self.query_key_value(x)  # [s, b, 3 * h / tp]
         seq_len, batch = qkv.shape[:2]
         qkv = qkv.view(seq_len, batch, self.heads_per_rank, 3, self.head_dim)  # [s, b, np, 3, hn]
-        query, key, value = qkv.permute(3, 1, 2, 0, 4).unbind(0)  # 3 x [b, np, s, hn]
+        # One copy into [3, b, np, s, hn]: the batched matmuls then read Q, K and V in place (and their
+        # gradients come back in place) instead of copying each operand in forward and again in backward.
+        query, key, value = qkv.permute(3, 1, 2, 0, 4).contiguous().unbind(0)  # 3 x [b, np, s, hn]
         p = self.config.attention_dropout if self.training else 0.0
         # Attention probabilities belong to this rank's heads only: always the model-parallel stream.
         with self.rng_tracker.fork(MODEL_PARALLEL_RNG, x.device):
