@@ -47,15 +47,16 @@ def _model_info(args: argparse.Namespace) -> int:
 
 
 def add_convert(subparsers: argparse._SubParsersAction) -> None:
-    from megabio.convert import FORMATS
-
+    # No choices from megabio.convert here: importing it loads torch, which every command would then pay
+    # for; convert() names the formats when one is wrong.
     parser = subparsers.add_parser(
         "convert", help="convert checkpoints between megabio and Hugging Face; reshard tensor parallelism",
         description="Convert a checkpoint directory. hf-bert: transformers BERT (post-LN); hf-megatron-bert: "
                     "transformers MegatronBert (pre-LN); megabio: this project's checkpoints, any TP size. "
                     "Prints a report of mapped, initialised and ignored parameters.")
-    parser.add_argument("--from", dest="source", choices=FORMATS, required=True)
-    parser.add_argument("--to", dest="target", choices=FORMATS, required=True)
+    parser.add_argument("--from", dest="source", required=True,
+                        help="megabio, hf-bert, hf-megatron-bert or megatron-lm")
+    parser.add_argument("--to", dest="target", required=True, help="megabio, hf-bert or hf-megatron-bert")
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--target-tensor-model-parallel-size", type=int, default=1, metavar="N")
