@@ -19,6 +19,9 @@ Prints test F1 (micro-F1 for ChemProt), the difference to transformers, seconds 
 time ratio.
 
     python benchmarks/bench_finetune.py [--data-dir ../shared/data] [--tasks chem disease chemprot] [--epochs 2]
+        [--seeds 1234 ...] [--side both|transformers|megabio] [--records runs.jsonl]
+
+With several seeds (or a records file several processes append to) it also prints each run's mean ± sd.
 """
 
 from __future__ import annotations
@@ -26,12 +29,15 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from seed_records import add_seed_arguments, append_record, load_records, print_seed_summary, wants
 
 from megabio.convert import convert
 from megabio.data.chemprot import build_chemprot
@@ -43,6 +49,7 @@ from megabio.finetune.recipe import TaskFiles
 from megabio.finetune.relation import finetune_relations
 
 TASKS = {"chem": "BC5CDR-chem-IOB", "disease": "BC5CDR-disease-IOB", "chemprot": "chemprot_original"}
+TASK_LABELS = {"chem": "BC5CDR-chem", "disease": "BC5CDR-disease", "chemprot": "ChemProt"}
 
 
 def minilm_directory() -> Path:
@@ -202,6 +209,20 @@ def megabio_run(checkpoint: Path, files: TaskFiles, labeling: str, args: argpars
     return {"f1": metrics["f1"], "epoch_seconds": metrics["epoch_seconds"]}
 
 
+def task_runs(task: str, args: argparse.Namespace, work: Path, checkpoint: Path) -> list[tuple[str, Callable]]:
+    """(run name, function of the seeded args) for each side of `task`."""
+    if task == "chemprot":
+        build_chemprot(Path(args.data_dir) / "re" / TASKS[task], work / "chemprot")
+        files = TaskFiles(*(str(work / "chemprot" / f"{s}.tsv") for s in ("train", "dev", "test")))
+        return [("transformers", lambda a: transformers_relation_run(minilm_directory(), files, a)),
+                ("megabio [CLS]", lambda a: megabio_relation_run(checkpoint, files, a, work))]
+    folder = Path(args.data_dir) / "ner" / TASKS[task]
+    files = TaskFiles(str(folder / "train.tsv"), str(folder / "devel.tsv"), str(folder / "test.tsv"))
+    return [("transformers", lambda a: transformers_run(minilm_directory(), files, a))] + [
+        (f"megabio {labeling}", lambda a, lab=labeling: megabio_run(checkpoint, files, lab, a, work))
+        for labeling in ("subtoken", "wholeword")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -210,43 +231,40 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=1234)
+    add_seed_arguments(parser)
     args = parser.parse_args()
-    rows = []
+    cpu = "AMX" if "amx" in Path("/proc/cpuinfo").read_text() else "no AMX"
+    records = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         checkpoint = work / "minilm-megabio"
         convert("hf-bert", "megabio", minilm_directory(), checkpoint)
         for task in args.tasks:
-            if task == "chemprot":
-                build_chemprot(Path(args.data_dir) / "re" / TASKS[task], work / "chemprot")
-                files = TaskFiles(*(str(work / "chemprot" / f"{s}.tsv") for s in ("train", "dev", "test")))
-                runs = [("transformers", lambda f=files: transformers_relation_run(minilm_directory(), f, args)),
-                        ("megabio [CLS]", lambda f=files: megabio_relation_run(checkpoint, f, args, work))]
-            else:
-                folder = Path(args.data_dir) / "ner" / TASKS[task]
-                files = TaskFiles(str(folder / "train.tsv"), str(folder / "devel.tsv"), str(folder / "test.tsv"))
-                runs = [("transformers", lambda f=files: transformers_run(minilm_directory(), f, args))]
-                runs += [(f"megabio {labeling}", lambda f=files, lab=labeling: megabio_run(checkpoint, f, lab, args,
-                                                                                            work))
-                         for labeling in ("subtoken", "wholeword")]
-            reference = None
-            for name, run in runs:
-                result = run()
-                reference = reference or result
-                rows.append((task, name, result, reference))
-                print(f"{task} {name}: {result}", file=sys.stderr, flush=True)
-    cpu = "AMX" if "amx" in Path("/proc/cpuinfo").read_text() else "no AMX"
+            runs = [(name, run) for name, run in task_runs(task, args, work, checkpoint) if wants(args, name)]
+            for seed in args.seeds:
+                for name, run in runs:
+                    result = run(argparse.Namespace(**{**vars(args), "seed": seed}))
+                    record = {"task": TASK_LABELS[task], "run": name, "seed": seed, "f1": result["f1"],
+                              "epoch_seconds": result["epoch_seconds"], "threads": torch.get_num_threads(),
+                              "cpu": cpu}
+                    records.append(record)
+                    append_record(args.records, record)
+                    print(f"{task} {name}: {record}", file=sys.stderr, flush=True)
     print(f"\nFrom all-MiniLM-L6-v2, {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, "
           f"seq {args.seq_length}; {torch.get_num_threads()} threads, CPU {cpu}\n")
-    print("| task | run | test F1 | vs transformers | s/epoch | time vs transformers |")
-    print("|---|---|---|---|---|---|")
-    for task, name, result, reference in rows:
-        seconds = sum(result["epoch_seconds"]) / len(result["epoch_seconds"])
-        ref_seconds = sum(reference["epoch_seconds"]) / len(reference["epoch_seconds"])
-        label = {"chem": "BC5CDR-chem", "disease": "BC5CDR-disease", "chemprot": "ChemProt"}[task]
-        print(f"| {label} | {name} | {result['f1']:.2f} | {result['f1'] - reference['f1']:+.2f} | "
-              f"{seconds:.1f} | {seconds / ref_seconds:.2f}x |")
+    print("| task | run | seed | test F1 | vs transformers | s/epoch | time vs transformers |")
+    print("|---|---|---|---|---|---|---|")
+    for record in records:
+        reference = next((r for r in records if r["task"] == record["task"] and r["seed"] == record["seed"]
+                          and r["run"] == "transformers"), None)
+        seconds = statistics.fmean(record["epoch_seconds"])
+        gap, ratio = ("", "") if reference is None else (
+            f"{record['f1'] - reference['f1']:+.2f}", f"{seconds / statistics.fmean(reference['epoch_seconds']):.2f}x")
+        print(f"| {record['task']} | {record['run']} | {record['seed']} | {record['f1']:.2f} | {gap} | "
+              f"{seconds:.1f} | {ratio} |")
+    everything = load_records(args.records, records)
+    if len({r["seed"] for r in everything}) > 1:
+        print_seed_summary(everything, ["f1"])
 
 
 if __name__ == "__main__":

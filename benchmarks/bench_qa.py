@@ -12,7 +12,10 @@ question, top 5; strict / lenient accuracy and MRR). lr 3e-5, batch 32, seq 384,
 The windows, the n-best search and the BioASQ pooling are megabio's for both, so the scores differ by the
 training alone. Prints the three scores, seconds per epoch and the time ratio.
 
-    python benchmarks/bench_qa.py [--data-dir ../shared/data] [--epochs 2]
+    python benchmarks/bench_qa.py [--data-dir ../shared/data] [--epochs 2] [--seeds 1234 ...]
+        [--side both|transformers|megabio] [--records runs.jsonl]
+
+With several seeds (or a records file several processes append to) it also prints each run's mean ± sd.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
+from seed_records import add_seed_arguments, append_record, load_records, print_seed_summary, wants
 
 from megabio.convert import convert
 from megabio.finetune.bioasq import factoid_scores, pool_nbest, submission
@@ -95,32 +100,46 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-length", type=int, default=384)
-    parser.add_argument("--seed", type=int, default=1234)
+    add_seed_arguments(parser)
     args = parser.parse_args()
     folder = Path(args.data_dir) / "qa" / "BioASQ-7b"
     train = str(folder / "BioASQ-train-factoid-7b.json")
     # BioASQ ships no dev split: the training questions pick the epoch, as in BioBERT's recipe.
     files = TaskFiles(train, train, str(folder / "BioASQ-test-factoid-7b.json"))
     golden = json.loads((folder / "7B_golden.json").read_text(encoding="utf-8"))
+    cpu = "AMX" if "amx" in Path("/proc/cpuinfo").read_text() else "no AMX"
+    records = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         convert("hf-bert", "megabio", minilm_directory(), work / "minilm")
-        reference = transformers_run(files, golden, args)
-        print(f"transformers: {reference}", file=sys.stderr, flush=True)
-        ours = megabio_run(work / "minilm", files, folder / "7B_golden.json", args, work)
-        print(f"megabio: {ours}", file=sys.stderr, flush=True)
-    cpu = "AMX" if "amx" in Path("/proc/cpuinfo").read_text() else "no AMX"
+        runs = [("transformers", lambda a: transformers_run(files, golden, a)),
+                ("megabio", lambda a: megabio_run(work / "minilm", files, folder / "7B_golden.json", a, work))]
+        for seed in args.seeds:
+            for name, run in runs:
+                if wants(args, name):
+                    result = run(argparse.Namespace(**{**vars(args), "seed": seed}))
+                    record = {"task": "BioASQ-7b", "run": name, "seed": seed, "threads": torch.get_num_threads(),
+                              "cpu": cpu, **result}
+                    records.append(record)
+                    append_record(args.records, record)
+                    print(f"{name}: {record}", file=sys.stderr, flush=True)
+    windows = ""
+    if "windows" in records[0]:
+        windows = (f"; {records[0]['windows']} training windows of {records[0]['mean_tokens']:.0f} tokens on "
+                   f"average (transformers pads them to {args.seq_length})")
     print(f"\nBioASQ-7b factoid from all-MiniLM-L6-v2, {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, "
-          f"seq {args.seq_length}; {torch.get_num_threads()} threads, CPU {cpu}; {reference['windows']} training "
-          f"windows of {reference['mean_tokens']:.0f} tokens on average (transformers pads them to "
-          f"{args.seq_length})\n")
-    print("| run | strict acc | lenient acc | MRR | s/epoch | time vs transformers |")
-    print("|---|---|---|---|---|---|")
-    ref_seconds = sum(reference["epoch_seconds"]) / len(reference["epoch_seconds"])
-    for name, result in (("transformers", reference), ("megabio", ours)):
-        seconds = sum(result["epoch_seconds"]) / len(result["epoch_seconds"])
-        print(f"| {name} | {result['strict_acc']:.1f} | {result['lenient_acc']:.1f} | {result['mrr']:.1f} | "
-              f"{seconds:.0f} | {seconds / ref_seconds:.2f}x |")
+          f"seq {args.seq_length}; {torch.get_num_threads()} threads, CPU {cpu}{windows}\n")
+    print("| run | seed | strict acc | lenient acc | MRR | s/epoch | time vs transformers |")
+    print("|---|---|---|---|---|---|---|")
+    for record in records:
+        reference = next((r for r in records if r["seed"] == record["seed"] and r["run"] == "transformers"), None)
+        seconds = statistics.fmean(record["epoch_seconds"])
+        ratio = "" if reference is None else f"{seconds / statistics.fmean(reference['epoch_seconds']):.2f}x"
+        print(f"| {record['run']} | {record['seed']} | {record['strict_acc']:.1f} | {record['lenient_acc']:.1f} | "
+              f"{record['mrr']:.1f} | {seconds:.0f} | {ratio} |")
+    everything = load_records(args.records, records)
+    if len({r["seed"] for r in everything}) > 1:
+        print_seed_summary(everything, ["strict_acc", "lenient_acc", "mrr"])
 
 
 if __name__ == "__main__":
