@@ -21,7 +21,7 @@ from megabio.finetune.config import FinetuneConfig, SpanSettings
 _SHARED = ("epochs", "lr", "micro_batch_size", "global_batch_size", "seq_length", "weight_decay",
            "lr_warmup_fraction", "clip_grad", "seed", "num_fc_layers", "fc_hidden_size", "fc_dropout",
            "log_interval")
-_TYPES = {"global_batch_size": int, "fc_hidden_size": int}
+_TYPES = {"global_batch_size": int, "fc_hidden_size": int, "fc_dropout": float}
 
 
 def _add_finetune_arguments(parser: argparse.ArgumentParser) -> None:

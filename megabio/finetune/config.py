@@ -36,8 +36,9 @@ class FinetuneConfig:
     """Linear layers in the task head (1 or 2)."""
     fc_hidden_size: int | None = None
     """Width of the first of two head layers; None: the encoder's hidden size."""
-    fc_dropout: float = 0.1
-    """Dropout on the encoder output before the head."""
+    fc_dropout: float | None = None
+    """Dropout on the encoder output before the head; None: the task's default (0.1 for NER and RE, 0 for QA:
+    megabio.model.task_models.DEFAULT_FC_DROPOUT)."""
     log_interval: int = 50
     """Steps between progress lines."""
     tensorboard_dir: str | None = None

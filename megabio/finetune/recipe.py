@@ -17,7 +17,7 @@ from megabio.finetune.config import FinetuneConfig
 from megabio.finetune.output import OutputDir
 from megabio.finetune.trainer import fit, steps_per_epoch
 from megabio.io.vocab import check_same_vocabulary
-from megabio.model.task_models import HeadConfig, TaskKind
+from megabio.model.task_models import DEFAULT_FC_DROPOUT, HeadConfig, TaskKind
 from megabio.parallel import ParallelState
 from megabio.training.engine import Batch, Engine, Task, evaluate, training_device
 from megabio.training.progress import ProgressLog
@@ -100,6 +100,12 @@ class TaskSpec:
     model_options: dict[str, Any] = field(default_factory=dict)
 
 
+def head_config(spec: TaskSpec, config: FinetuneConfig) -> HeadConfig:
+    """The task head `config` asks for, with the task's default dropout where it gives none."""
+    fc_dropout = DEFAULT_FC_DROPOUT[spec.kind] if config.fc_dropout is None else config.fc_dropout
+    return HeadConfig(len(spec.labels), config.num_fc_layers, config.fc_hidden_size, fc_dropout)
+
+
 def run_finetuning(checkpoint: str | os.PathLike, output_dir: str | os.PathLike, spec: TaskSpec,
                    prepare: Callable[[Any, Any, Any], TaskData], config: FinetuneConfig,
                    state: ParallelState | None = None, vocab_file: str | None = None, overwrite: bool = False,
@@ -107,7 +113,7 @@ def run_finetuning(checkpoint: str | os.PathLike, output_dir: str | os.PathLike,
     """Fine-tune the encoder at `checkpoint`; `prepare(model, tokenizer, device)` encodes the recipe's data."""
     state = state or ParallelState.single()
     output = OutputDir(output_dir, writer=state.tp_rank == 0 and state.dp_rank == 0, overwrite=overwrite)
-    head = HeadConfig(len(spec.labels), config.num_fc_layers, config.fc_hidden_size, config.fc_dropout)
+    head = head_config(spec, config)
     model, tokenizer, info = task_model_from_pretrained(spec.kind, checkpoint, head, state, config.seed,
                                                         **spec.model_options)
     if vocab_file is not None:
