@@ -15,7 +15,7 @@ from megabio.cli.common import (
     parallel_state,
     print_memory_report,
 )
-from megabio.finetune.config import FinetuneConfig, SpanSettings
+from megabio.finetune.config import DEFAULT_FC_DROPOUT, FinetuneConfig, SpanSettings
 
 # Flags shared by every fine-tuning recipe, with FinetuneConfig's defaults.
 _SHARED = ("epochs", "lr", "micro_batch_size", "global_batch_size", "seq_length", "weight_decay",
@@ -24,7 +24,7 @@ _SHARED = ("epochs", "lr", "micro_batch_size", "global_batch_size", "seq_length"
 _TYPES = {"global_batch_size": int, "fc_hidden_size": int, "fc_dropout": float}
 
 
-def _add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_finetune_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("--checkpoint", required=True,
                         help="a megabio checkpoint, a transformers BERT / MegatronBert directory, or a converted "
                              "Megatron-LM checkpoint")
@@ -39,6 +39,7 @@ def _add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     for name in _SHARED:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=_TYPES.get(name, type(value)), default=value)
+    parser.set_defaults(fc_dropout=DEFAULT_FC_DROPOUT[kind])  # the task's, so --dry-run prints it
     add_precision_flags(parser)
     parser.add_argument("--tensorboard-dir")
     parser.add_argument("--dry-run", action="store_true",
@@ -58,7 +59,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune a token classifier on IOB / CoNLL files (token<TAB>tag, blank line between "
                     "sentences), keep the model of the best dev F1, and write metrics.json, predictions.conll, "
                     "labels.json and the model into --output-dir.")
-    _add_finetune_arguments(ner)
+    _add_finetune_arguments(ner, "token")
     ner.add_argument("--labeling", choices=("subtoken", "wholeword"), default="subtoken",
                      help="subtoken: the first piece of a word carries its tag; wholeword: every piece does")
     ner.set_defaults(handler=_finetune_ner)
@@ -67,7 +68,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune a sentence classifier on TSV files (sentence<TAB>label or id<TAB>sentence<TAB>label, "
                     "header optional), keep the model of the best dev micro-F1, and write metrics.json, "
                     "predictions.tsv, labels.json and the model into --output-dir.")
-    _add_finetune_arguments(relation)
+    _add_finetune_arguments(relation, "sequence")
     _add_negative_label(relation)
     relation.add_argument("--entity-markers", action="store_true",
                           help="wrap the two entity placeholders in << >> and [[ ]] and classify on the markers")
@@ -77,7 +78,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune span extraction on SQuAD v1.1 JSON, keep the model of the best dev F1, and write "
                     "nbest.json, predictions.json, metrics.json, labels.json and the model into --output-dir; "
                     "with --golden, also the pooled BioASQ submission and its scores.")
-    _add_finetune_arguments(qa)
+    _add_finetune_arguments(qa, "span")
     qa.add_argument("--golden", metavar="FILE", help="BioASQ golden JSON: score the pooled factoid submission")
     for name, value in SpanSettings().__dict__.items():
         qa.add_argument(f"--{name.replace('_', '-')}", type=int, default=value)

@@ -9,6 +9,11 @@ from typing import Any
 from megabio.config import ConfigError
 from megabio.training.config import Precision, TrainConfig
 
+# Head dropout per task kind when a recipe is not given one: before the NER and RE classifiers as NeMo's
+# BioMegatron heads; none before the QA span layer, as NeMo's QA head and transformers'
+# BertForQuestionAnswering.
+DEFAULT_FC_DROPOUT: dict[str, float] = {"token": 0.1, "sequence": 0.1, "span": 0.0}
+
 
 @dataclass(frozen=True)
 class FinetuneConfig:
@@ -38,7 +43,7 @@ class FinetuneConfig:
     """Width of the first of two head layers; None: the encoder's hidden size."""
     fc_dropout: float | None = None
     """Dropout on the encoder output before the head; None: the task's default (0.1 for NER and RE, 0 for QA:
-    megabio.model.task_models.DEFAULT_FC_DROPOUT)."""
+    DEFAULT_FC_DROPOUT)."""
     log_interval: int = 50
     """Steps between progress lines."""
     tensorboard_dir: str | None = None

@@ -13,11 +13,11 @@ from typing import Any
 from megabio.config import ConfigError
 from megabio.finetune.batching import evaluation_batches
 from megabio.finetune.checkpoints import save_task_model, task_model_from_pretrained
-from megabio.finetune.config import FinetuneConfig
+from megabio.finetune.config import DEFAULT_FC_DROPOUT, FinetuneConfig
 from megabio.finetune.output import OutputDir
 from megabio.finetune.trainer import fit, steps_per_epoch
 from megabio.io.vocab import check_same_vocabulary
-from megabio.model.task_models import DEFAULT_FC_DROPOUT, HeadConfig, TaskKind
+from megabio.model.task_models import HeadConfig, TaskKind
 from megabio.parallel import ParallelState
 from megabio.training.engine import Batch, Engine, Task, evaluate, training_device
 from megabio.training.progress import ProgressLog

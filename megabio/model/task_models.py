@@ -25,11 +25,6 @@ from megabio.parallel.layers import normal_init
 TaskKind = Literal["token", "sequence", "span"]
 
 
-# Head dropout when a recipe is not given one: before the NER and RE classifiers as NeMo's BioMegatron
-# heads; none before the QA span layer, as NeMo's QA head and transformers' BertForQuestionAnswering.
-DEFAULT_FC_DROPOUT: dict[TaskKind, float] = {"token": 0.1, "sequence": 0.1, "span": 0.0}
-
-
 @dataclass(frozen=True)
 class HeadConfig:
     """The task head on top of the encoder; saved with a fine-tuned model."""
