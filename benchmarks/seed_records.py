@@ -47,7 +47,7 @@ def _mean_sd(values: list[float]) -> str:
 
 def print_seed_summary(records: list[dict], scores: list[str]) -> None:
     """Per task and run: the seeds, each score's mean ± sd over them and the mean's difference to
-    transformers' mean, and the mean seconds per epoch."""
+    transformers' mean, and the mean seconds per epoch (when the runs used the same number of threads)."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in records:
         groups[record["task"], record["run"]].append(record)
@@ -62,6 +62,8 @@ def print_seed_summary(records: list[dict], scores: list[str]) -> None:
             gap = f"{statistics.fmean(values) - statistics.fmean(r[score] for r in reference):+.2f}" \
                 if reference and run != "transformers" else ""
             cells += [_mean_sd(values), gap]
-        seconds = statistics.fmean(s for r in runs for s in r["epoch_seconds"])
+        threads = {r.get("threads") for r in runs}
+        seconds = f"{statistics.fmean(s for r in runs for s in r['epoch_seconds']):.0f}" if len(threads) == 1 \
+            else "(runs at different thread counts)"
         seeds = ", ".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
-        print(f"| {task} | {run} | {seeds} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+        print(f"| {task} | {run} | {seeds} | " + " | ".join(cells) + f" | {seconds} |")
