@@ -89,7 +89,8 @@ def megabio_run(checkpoint: Path, files: TaskFiles, golden_path: Path, args: arg
                 work: Path) -> dict:
     config = FinetuneConfig(epochs=args.epochs, lr=args.lr, micro_batch_size=args.batch_size,
                             seq_length=args.seq_length, seed=args.seed, log_interval=10**9)
-    metrics = finetune_qa(checkpoint, files, work / f"out-{args.seed}", config, golden=str(golden_path), log=lambda _: None)
+    metrics = finetune_qa(checkpoint, files, work / f"out-{args.seed}", config, golden=str(golden_path),
+                          log=lambda _: None)
     return {**metrics["bioasq"], "epoch_seconds": metrics["epoch_seconds"]}
 
 
