@@ -194,7 +194,7 @@ def main() -> None:
             print(f"| {precision} | {name} | {tokens / ours:,.0f} | {tokens / theirs:,.0f} | {theirs / ours:.2f}x | "
                   f"{work / ours / 1e9:.0f} | {peak / 1e9:.0f} | {100 * work / ours / peak:.0f}% | "
                   f"{theirs / (work / peak):.2f}x |", flush=True)
-        del steps  # free these four models before the next precision builds its own
+        del steps  # free these models before the next precision builds its own
 
 
 if __name__ == "__main__":
