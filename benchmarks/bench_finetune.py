@@ -30,14 +30,13 @@ import argparse
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from seed_records import add_seed_arguments, append_record, load_records, print_seed_summary, wants
+from seed_records import add_seed_arguments, cpu_label, run_over_seeds, same_seed_reference, summarise_seeds
 
 from megabio.convert import convert
 from megabio.data.chemprot import build_chemprot
@@ -233,38 +232,25 @@ def main() -> None:
     parser.add_argument("--seq-length", type=int, default=128)
     add_seed_arguments(parser)
     args = parser.parse_args()
-    cpu = "AMX" if "amx" in Path("/proc/cpuinfo").read_text() else "no AMX"
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         checkpoint = work / "minilm-megabio"
         convert("hf-bert", "megabio", minilm_directory(), checkpoint)
         for task in args.tasks:
-            runs = [(name, run) for name, run in task_runs(task, args, work, checkpoint) if wants(args, name)]
-            for seed in args.seeds:
-                for name, run in runs:
-                    result = run(argparse.Namespace(**{**vars(args), "seed": seed}))
-                    record = {"task": TASK_LABELS[task], "run": name, "seed": seed, "f1": result["f1"],
-                              "epoch_seconds": result["epoch_seconds"], "threads": torch.get_num_threads(),
-                              "cpu": cpu}
-                    records.append(record)
-                    append_record(args.records, record)
-                    print(f"{task} {name}: {record}", file=sys.stderr, flush=True)
+            records += run_over_seeds(args, TASK_LABELS[task], task_runs(task, args, work, checkpoint))
     print(f"\nFrom all-MiniLM-L6-v2, {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, "
-          f"seq {args.seq_length}; {torch.get_num_threads()} threads, CPU {cpu}\n")
+          f"seq {args.seq_length}; {torch.get_num_threads()} threads, CPU {cpu_label()}\n")
     print("| task | run | seed | test F1 | vs transformers | s/epoch | time vs transformers |")
     print("|---|---|---|---|---|---|---|")
     for record in records:
-        reference = next((r for r in records if r["task"] == record["task"] and r["seed"] == record["seed"]
-                          and r["run"] == "transformers"), None)
+        reference = same_seed_reference(records, record)
         seconds = statistics.fmean(record["epoch_seconds"])
         gap, ratio = ("", "") if reference is None else (
             f"{record['f1'] - reference['f1']:+.2f}", f"{seconds / statistics.fmean(reference['epoch_seconds']):.2f}x")
         print(f"| {record['task']} | {record['run']} | {record['seed']} | {record['f1']:.2f} | {gap} | "
               f"{seconds:.1f} | {ratio} |")
-    everything = load_records(args.records, records)
-    if len({r["seed"] for r in everything}) > 1:
-        print_seed_summary(everything, ["f1"])
+    summarise_seeds(args.records, records, ["f1"])
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from seed_records import add_seed_arguments, append_record, load_records, print_seed_summary, wants
+from seed_records import add_seed_arguments, cpu_label, run_over_seeds, same_seed_reference, summarise_seeds
 
 from megabio.convert import convert
 from megabio.finetune.bioasq import factoid_scores, pool_nbest, submission
@@ -108,39 +108,27 @@ def main() -> None:
     # BioASQ ships no dev split: the training questions pick the epoch, as in BioBERT's recipe.
     files = TaskFiles(train, train, str(folder / "BioASQ-test-factoid-7b.json"))
     golden = json.loads((folder / "7B_golden.json").read_text(encoding="utf-8"))
-    cpu = "AMX" if "amx" in Path("/proc/cpuinfo").read_text() else "no AMX"
-    records = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         convert("hf-bert", "megabio", minilm_directory(), work / "minilm")
-        runs = [("transformers", lambda a: transformers_run(files, golden, a)),
-                ("megabio", lambda a: megabio_run(work / "minilm", files, folder / "7B_golden.json", a, work))]
-        for seed in args.seeds:
-            for name, run in runs:
-                if wants(args, name):
-                    result = run(argparse.Namespace(**{**vars(args), "seed": seed}))
-                    record = {"task": "BioASQ-7b", "run": name, "seed": seed, "threads": torch.get_num_threads(),
-                              "cpu": cpu, **result}
-                    records.append(record)
-                    append_record(args.records, record)
-                    print(f"{name}: {record}", file=sys.stderr, flush=True)
+        records = run_over_seeds(args, "BioASQ-7b", [
+            ("transformers", lambda a: transformers_run(files, golden, a)),
+            ("megabio", lambda a: megabio_run(work / "minilm", files, folder / "7B_golden.json", a, work))])
     windows = ""
     if "windows" in records[0]:
         windows = (f"; {records[0]['windows']} training windows of {records[0]['mean_tokens']:.0f} tokens on "
                    f"average (transformers pads them to {args.seq_length})")
     print(f"\nBioASQ-7b factoid from all-MiniLM-L6-v2, {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, "
-          f"seq {args.seq_length}; {torch.get_num_threads()} threads, CPU {cpu}{windows}\n")
+          f"seq {args.seq_length}; {torch.get_num_threads()} threads, CPU {cpu_label()}{windows}\n")
     print("| run | seed | strict acc | lenient acc | MRR | s/epoch | time vs transformers |")
     print("|---|---|---|---|---|---|---|")
     for record in records:
-        reference = next((r for r in records if r["seed"] == record["seed"] and r["run"] == "transformers"), None)
+        reference = same_seed_reference(records, record)
         seconds = statistics.fmean(record["epoch_seconds"])
         ratio = "" if reference is None else f"{seconds / statistics.fmean(reference['epoch_seconds']):.2f}x"
         print(f"| {record['run']} | {record['seed']} | {record['strict_acc']:.1f} | {record['lenient_acc']:.1f} | "
               f"{record['mrr']:.1f} | {seconds:.0f} | {ratio} |")
-    everything = load_records(args.records, records)
-    if len({r["seed"] for r in everything}) > 1:
-        print_seed_summary(everything, ["strict_acc", "lenient_acc", "mrr"])
+    summarise_seeds(args.records, records, ["strict_acc", "lenient_acc", "mrr"])
 
 
 if __name__ == "__main__":

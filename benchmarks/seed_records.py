@@ -8,8 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+
+import torch
 
 SIDES = ("transformers", "megabio")
 
@@ -22,18 +26,48 @@ def add_seed_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSON-lines file each finished run is appended to; the summary covers every run in it")
 
 
-def wants(args: argparse.Namespace, run_name: str) -> bool:
-    """Whether `run_name` ("transformers", "megabio ...") belongs to the side(s) asked for."""
-    return args.side == "both" or run_name.split()[0] == args.side
+def cpu_label() -> str:
+    return "AMX" if "amx" in Path("/proc/cpuinfo").read_text() else "no AMX"
 
 
-def append_record(path: Path | None, record: dict) -> None:
+def run_over_seeds(args: argparse.Namespace, task: str, runs: list[tuple[str, Callable[[argparse.Namespace], dict]]]
+                   ) -> list[dict]:
+    """Each run of the side(s) asked for, once per seed (`args` with that seed), as records (its result plus
+    task, run, seed, threads and CPU), each appended to --records as soon as it is finished."""
+    records = []
+    for seed in args.seeds:
+        for name, run in runs:
+            if args.side != "both" and name.split()[0] != args.side:
+                continue
+            result = run(argparse.Namespace(**{**vars(args), "seed": seed}))
+            record = {"task": task, "run": name, "seed": seed, "threads": torch.get_num_threads(),
+                      "cpu": cpu_label(), **result}
+            records.append(record)
+            _append_record(args.records, record)
+            print(f"{task} {name}: {record}", file=sys.stderr, flush=True)
+    return records
+
+
+def same_seed_reference(records: list[dict], record: dict) -> dict | None:
+    """Transformers' run of `record`'s task and seed, if this process made one."""
+    return next((r for r in records if r["task"] == record["task"] and r["seed"] == record["seed"]
+                 and r["run"] == "transformers"), None)
+
+
+def summarise_seeds(path: Path | None, this_process: list[dict], scores: list[str]) -> None:
+    """The mean ± sd table over every run in `path` (or this process's), when they span several seeds."""
+    records = _load_records(path, this_process)
+    if len({r["seed"] for r in records}) > 1:
+        _print_seed_summary(records, scores)
+
+
+def _append_record(path: Path | None, record: dict) -> None:
     if path is not None:
         with path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(record) + "\n")
 
 
-def load_records(path: Path | None, this_process: list[dict]) -> list[dict]:
+def _load_records(path: Path | None, this_process: list[dict]) -> list[dict]:
     """Every record in `path` (which already holds this process's), or this process's without a file."""
     if path is None or not path.exists():
         return this_process
@@ -45,7 +79,7 @@ def _mean_sd(values: list[float]) -> str:
     return f"{mean:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
 
 
-def print_seed_summary(records: list[dict], scores: list[str]) -> None:
+def _print_seed_summary(records: list[dict], scores: list[str]) -> None:
     """Per task and run: the seeds, each score's mean ± sd over them and the mean's difference to
     transformers' mean, and the mean seconds per epoch (when the runs used the same number of threads)."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
