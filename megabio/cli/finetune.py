@@ -15,7 +15,7 @@ from megabio.cli.common import (
     parallel_state,
     print_memory_report,
 )
-from megabio.finetune.config import DEFAULT_FC_DROPOUT, FinetuneConfig, SpanSettings
+from megabio.finetune.config import TASK_DEFAULTS, FinetuneConfig, SpanSettings
 
 # Flags shared by every fine-tuning recipe, with FinetuneConfig's defaults.
 _SHARED = ("epochs", "lr", "micro_batch_size", "global_batch_size", "seq_length", "weight_decay",
@@ -39,7 +39,9 @@ def _add_finetune_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     for name in _SHARED:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=_TYPES.get(name, type(value)), default=value)
-    parser.set_defaults(fc_dropout=DEFAULT_FC_DROPOUT[kind])  # the task's, so --dry-run prints it
+    parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction,
+                        help="batch examples of similar length together (faster) instead of at random")
+    parser.set_defaults(**TASK_DEFAULTS[kind])  # the task's, so --dry-run prints them
     add_precision_flags(parser)
     parser.add_argument("--tensorboard-dir")
     parser.add_argument("--dry-run", action="store_true",
@@ -49,7 +51,8 @@ def _add_finetune_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
 
 
 def finetune_config(args: argparse.Namespace) -> FinetuneConfig:
-    return FinetuneConfig(**{name: getattr(args, name) for name in (*_SHARED, "precision", "tensorboard_dir")})
+    return FinetuneConfig(**{name: getattr(args, name)
+                             for name in (*_SHARED, "group_by_length", "precision", "tensorboard_dir")})
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

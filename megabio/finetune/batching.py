@@ -1,5 +1,5 @@
-"""Batches for fine-tuning: dynamic padding (a batch is as long as its longest example), examples of
-similar length together, so an epoch costs what its tokens cost."""
+"""Batches for fine-tuning: dynamic padding (a batch is as long as its longest example), and optionally
+examples of similar length together (`group_by_length`), so an epoch costs little more than its tokens."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ by length within a bucket (the order of batches is then shuffled)."""
 
 
 def training_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
-                     drop_below: int = 1) -> list[list[int]]:
-    """An epoch's batches of example indices: shuffled (by seed and epoch), length-sorted within buckets.
-    Batches smaller than `drop_below` are dropped (every data-parallel rank needs an example)."""
+                     drop_below: int = 1, group_by_length: bool = True) -> list[list[int]]:
+    """An epoch's batches of example indices, shuffled (by seed and epoch); with `group_by_length`,
+    length-sorted within buckets, else random batches. Batches smaller than `drop_below` are dropped (every
+    data-parallel rank needs an example)."""
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(len(lengths), generator=generator).tolist()
-    bucket = batch_size * BUCKET_BATCHES
+    bucket = batch_size * (BUCKET_BATCHES if group_by_length else 1)  # a one-batch bucket: random batches
     batches = []
     for first in range(0, len(order), bucket):
         chunk = sorted(order[first: first + bucket], key=lambda i: lengths[i])

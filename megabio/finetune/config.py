@@ -9,10 +9,15 @@ from typing import Any
 from megabio.config import ConfigError
 from megabio.training.config import Precision, TrainConfig
 
-# Head dropout per task kind when a recipe is not given one: before the NER and RE classifiers as NeMo's
-# BioMegatron heads; none before the QA span layer, as NeMo's QA head and transformers'
-# BertForQuestionAnswering.
-DEFAULT_FC_DROPOUT: dict[str, float] = {"token": 0.1, "sequence": 0.1, "span": 0.0}
+# Settings a recipe takes from its task kind when the config leaves them None. Head dropout: before the NER
+# and RE classifiers as NeMo's BioMegatron heads; none before the QA span layer, as NeMo's QA head and
+# transformers' BertForQuestionAnswering. Length grouping: NER only; an RE sentence with many entity pairs
+# and a QA context cut into many windows give examples of one length, which grouping would put in one batch.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "token": {"fc_dropout": 0.1, "group_by_length": True},
+    "sequence": {"fc_dropout": 0.1, "group_by_length": True},
+    "span": {"fc_dropout": 0.0, "group_by_length": True},
+}
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,10 @@ class FinetuneConfig:
     """Width of the first of two head layers; None: the encoder's hidden size."""
     fc_dropout: float | None = None
     """Dropout on the encoder output before the head; None: the task's default (0.1 for NER and RE, 0 for QA:
-    DEFAULT_FC_DROPOUT)."""
+    TASK_DEFAULTS)."""
+    group_by_length: bool | None = None
+    """Batch examples of similar length together (less padding, faster epochs) instead of at random; None:
+    the task's default (TASK_DEFAULTS)."""
     log_interval: int = 50
     """Steps between progress lines."""
     tensorboard_dir: str | None = None
@@ -70,6 +78,11 @@ class FinetuneConfig:
                            train_iters=max(1, steps), lr=self.lr, lr_warmup_fraction=self.lr_warmup_fraction,
                            lr_decay_style="linear", weight_decay=self.weight_decay, clip_grad=self.clip_grad,
                            precision=self.precision, seed=self.seed, tensorboard_dir=self.tensorboard_dir)
+
+    def for_task(self, kind: str) -> FinetuneConfig:
+        """This config with the task kind's defaults where it leaves a setting None."""
+        return dataclasses.replace(self, **{name: value for name, value in TASK_DEFAULTS[kind].items()
+                                            if getattr(self, name) is None})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -13,7 +13,7 @@ from typing import Any
 from megabio.config import ConfigError
 from megabio.finetune.batching import evaluation_batches
 from megabio.finetune.checkpoints import save_task_model, task_model_from_pretrained
-from megabio.finetune.config import DEFAULT_FC_DROPOUT, FinetuneConfig
+from megabio.finetune.config import FinetuneConfig
 from megabio.finetune.output import OutputDir
 from megabio.finetune.trainer import fit, steps_per_epoch
 from megabio.io.vocab import check_same_vocabulary
@@ -102,8 +102,8 @@ class TaskSpec:
 
 def head_config(spec: TaskSpec, config: FinetuneConfig) -> HeadConfig:
     """The task head `config` asks for, with the task's default dropout where it gives none."""
-    fc_dropout = DEFAULT_FC_DROPOUT[spec.kind] if config.fc_dropout is None else config.fc_dropout
-    return HeadConfig(len(spec.labels), config.num_fc_layers, config.fc_hidden_size, fc_dropout)
+    config = config.for_task(spec.kind)
+    return HeadConfig(len(spec.labels), config.num_fc_layers, config.fc_hidden_size, config.fc_dropout)
 
 
 def run_finetuning(checkpoint: str | os.PathLike, output_dir: str | os.PathLike, spec: TaskSpec,
@@ -112,6 +112,7 @@ def run_finetuning(checkpoint: str | os.PathLike, output_dir: str | os.PathLike,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Fine-tune the encoder at `checkpoint`; `prepare(model, tokenizer, device)` encodes the recipe's data."""
     state = state or ParallelState.single()
+    config = config.for_task(spec.kind)
     output = OutputDir(output_dir, writer=state.tp_rank == 0 and state.dp_rank == 0, overwrite=overwrite)
     head = head_config(spec, config)
     model, tokenizer, info = task_model_from_pretrained(spec.kind, checkpoint, head, state, config.seed,
@@ -135,7 +136,7 @@ def run_finetuning(checkpoint: str | os.PathLike, output_dir: str | os.PathLike,
         metrics, files = data.finish()
         metrics.update({spec.dev_metric: result.dev_scores, "best_epoch": result.best_epoch,
                         "epoch_seconds": result.epoch_seconds, "train_loss": result.epoch_losses,
-                        "labels": spec.labels})
+                        "labels": spec.labels, "config": config.to_dict()})
         output.write_json("metrics.json", metrics)
         for name, text in files.items():
             output.write_text(name, text)

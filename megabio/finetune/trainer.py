@@ -1,5 +1,5 @@
-"""The fine-tuning loop on the engine: epochs of length-bucketed batches, a dev evaluation after each
-epoch, and the weights of the best dev score kept (in memory, this rank's shard)."""
+"""The fine-tuning loop on the engine: epochs of shuffled (optionally length-grouped) batches, a dev
+evaluation after each epoch, and the weights of the best dev score kept (in memory, this rank's shard)."""
 
 from __future__ import annotations
 
@@ -28,13 +28,15 @@ class FitResult:
 def fit(engine: Engine, config: FinetuneConfig, lengths: Sequence[int], collate: Callable[[list[int]], Batch],
         evaluate: Callable[[], float], progress: ProgressLog, log: Callable[[str], None]) -> FitResult:
     """Train `config.epochs` epochs over examples of `lengths` (`collate(indices)` builds a micro-batch);
-    `evaluate()` scores the dev set after each epoch. Ends with the best epoch's weights in the model."""
+    `evaluate()` scores the dev set after each epoch; `config` is resolved for its task (`for_task`). Ends
+    with the best epoch's weights in the model."""
     state = engine.state
     global_batch = config.global_batch(state.dp_size)
     result, best, best_weights, iteration = FitResult(), float("-inf"), None, 0
     for epoch in range(config.epochs):
         start = time.monotonic()
-        batches = training_batches(lengths, global_batch, config.seed, epoch, drop_below=state.dp_size)
+        batches = training_batches(lengths, global_batch, config.seed, epoch, drop_below=state.dp_size,
+                                   group_by_length=bool(config.group_by_length))
         loss_sum = 0.0
         for batch in batches:
             step = engine.train_step((collate(m) for m in rank_micro_batches(batch, config.micro_batch_size, state)),

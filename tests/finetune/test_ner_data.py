@@ -121,3 +121,18 @@ def test_batches_cover_the_epoch_once_sorted_within_buckets():
     assert sorted(i for b in evaluation_batches(lengths, 8) for i in b) == list(range(1000))
     shares = [rank_micro_batches(list(range(8)), 2, ParallelState(dp_size=2, dp_rank=r)) for r in (0, 1)]
     assert sorted(i for share in shares for m in share for i in m) == list(range(8))
+
+
+def test_random_batches_mix_lengths():
+    """Without length grouping every batch spans lengths as a random sample does; with it, a narrow band."""
+    rng = random.Random(2)
+    lengths = [rng.randint(3, 120) for _ in range(1000)]
+
+    def mean_spread(batches):
+        return sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+
+    grouped = training_batches(lengths, 8, seed=3, epoch=0)
+    shuffled = training_batches(lengths, 8, seed=3, epoch=0, group_by_length=False)
+    assert sorted(i for b in shuffled for i in b) == list(range(1000))
+    assert len(shuffled) == len(grouped)
+    assert mean_spread(shuffled) > 60 > 10 > mean_spread(grouped)
