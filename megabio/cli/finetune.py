@@ -39,9 +39,9 @@ def _add_finetune_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     for name in _SHARED:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=_TYPES.get(name, type(value)), default=value)
-    parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction,
+    parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=defaults.group_by_length,
                         help="batch examples of similar length together (faster) instead of at random")
-    parser.set_defaults(**TASK_DEFAULTS[kind])  # the task's, so --dry-run prints them
+    parser.set_defaults(**TASK_DEFAULTS[kind])  # the task's, so --dry-run prints it
     add_precision_flags(parser)
     parser.add_argument("--tensorboard-dir")
     parser.add_argument("--dry-run", action="store_true",

@@ -11,12 +11,11 @@ from megabio.training.config import Precision, TrainConfig
 
 # Settings a recipe takes from its task kind when the config leaves them None. Head dropout: before the NER
 # and RE classifiers as NeMo's BioMegatron heads; none before the QA span layer, as NeMo's QA head and
-# transformers' BertForQuestionAnswering. Length grouping: NER only; an RE sentence with many entity pairs
-# and a QA context cut into many windows give examples of one length, which grouping would put in one batch.
+# transformers' BertForQuestionAnswering.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "token": {"fc_dropout": 0.1, "group_by_length": True},
-    "sequence": {"fc_dropout": 0.1, "group_by_length": True},
-    "span": {"fc_dropout": 0.0, "group_by_length": True},
+    "token": {"fc_dropout": 0.1},
+    "sequence": {"fc_dropout": 0.1},
+    "span": {"fc_dropout": 0.0},
 }
 
 
@@ -49,9 +48,8 @@ class FinetuneConfig:
     fc_dropout: float | None = None
     """Dropout on the encoder output before the head; None: the task's default (0.1 for NER and RE, 0 for QA:
     TASK_DEFAULTS)."""
-    group_by_length: bool | None = None
-    """Batch examples of similar length together (less padding, faster epochs) instead of at random; None:
-    the task's default (TASK_DEFAULTS)."""
+    group_by_length: bool = True
+    """Batch examples of similar length together (less padding, faster epochs) instead of at random."""
     log_interval: int = 50
     """Steps between progress lines."""
     tensorboard_dir: str | None = None

@@ -36,7 +36,7 @@ def fit(engine: Engine, config: FinetuneConfig, lengths: Sequence[int], collate:
     for epoch in range(config.epochs):
         start = time.monotonic()
         batches = training_batches(lengths, global_batch, config.seed, epoch, drop_below=state.dp_size,
-                                   group_by_length=bool(config.group_by_length))
+                                   group_by_length=config.group_by_length)
         loss_sum = 0.0
         for batch in batches:
             step = engine.train_step((collate(m) for m in rank_micro_batches(batch, config.micro_batch_size, state)),

@@ -1,6 +1,6 @@
-"""Settings each task takes from its kind unless the config names them: head dropout (NeMo's heads; none
-before the QA span layer, as transformers' BertForQuestionAnswering) and length grouping; and the CLI's
-flags reaching the config."""
+"""Settings each task takes from its kind unless the config names them (head dropout: NeMo's heads; none
+before the QA span layer, as transformers' BertForQuestionAnswering), and the CLI's flags reaching the
+config."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_for_task_fills_only_what_is_unset(kind):
     resolved = FinetuneConfig(lr=1e-4).for_task(kind)
     assert {name: getattr(resolved, name) for name in TASK_DEFAULTS[kind]} == TASK_DEFAULTS[kind]
     assert resolved.lr == 1e-4
-    chosen = FinetuneConfig(fc_dropout=0.25, group_by_length=not TASK_DEFAULTS[kind]["group_by_length"])
+    chosen = FinetuneConfig(fc_dropout=0.25)
     assert chosen.for_task(kind) == chosen
 
 
@@ -43,6 +43,6 @@ def test_cli_defaults_follow_the_task(task):
 
 
 def test_cli_flags_override():
-    config = _parse("qa", "--fc-dropout", "0.25", "--group-by-length")
-    assert (config.fc_dropout, config.group_by_length) == (0.25, True)
-    assert _parse("ner", "--no-group-by-length").group_by_length is False
+    config = _parse("qa", "--fc-dropout", "0.25", "--no-group-by-length")
+    assert (config.fc_dropout, config.group_by_length) == (0.25, False)
+    assert _parse("re").group_by_length is True
