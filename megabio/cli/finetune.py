@@ -40,7 +40,7 @@ def _add_finetune_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
         value = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=_TYPES.get(name, type(value)), default=value)
     parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=defaults.group_by_length,
-                        help="batch examples of similar length together (faster) instead of at random")
+                        help="batch examples of similar length together (faster; the default) or at random")
     parser.set_defaults(**TASK_DEFAULTS[kind])  # the task's, so --dry-run prints it
     add_precision_flags(parser)
     parser.add_argument("--tensorboard-dir")
