@@ -8,8 +8,9 @@ warmup 10%, linear decay, weight decay 0.01, clip 1.0:
 - transformers: `AutoModelForTokenClassification` in a plain loop as its token-classification example
   runs it (first sub-token labelled, the others -100; random batches padded to their longest; sentences
   past 128 tokens truncated, the cut words predicted `O`); scored with seqeval (default mode);
-- megabio: `finetune_ner`, sub-token and whole-word labelling (length-bucketed batches, windows for long
-  sentences, the head on labelled tokens only); scored with conlleval's rules.
+- megabio: `finetune_ner`, sub-token and whole-word labelling (length-bucketed batches, or random ones with
+  `--no-group-by-length`; windows for long sentences, the head on labelled tokens only); scored with
+  conlleval's rules.
 
 ChemProt (`--tasks chemprot`, built with `megabio data chemprot` from the original corpus): transformers
 `AutoModelForSequenceClassification` on [CLS] in the same plain loop, scored with scikit-learn's micro-F1
@@ -19,7 +20,7 @@ Prints test F1 (micro-F1 for ChemProt), the difference to transformers, seconds 
 time ratio.
 
     python benchmarks/bench_finetune.py [--data-dir ../shared/data] [--tasks chem disease chemprot] [--epochs 2]
-        [--seeds 1234 ...] [--side both|transformers|megabio] [--records runs.jsonl]
+        [--seeds 1234 ...] [--side both|transformers|megabio] [--records runs.jsonl] [--no-group-by-length]
 
 With several seeds (or a records file several processes append to) it also prints each run's mean ± sd.
 """
@@ -36,11 +37,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from seed_records import add_seed_arguments, cpu_label, run_over_seeds, same_seed_reference, summarise_seeds
+from seed_records import (
+    add_run_arguments,
+    cpu_label,
+    megabio_config,
+    megabio_run_name,
+    run_over_seeds,
+    same_seed_reference,
+    summarise_seeds,
+)
 
 from megabio.convert import convert
 from megabio.data.chemprot import build_chemprot
-from megabio.finetune.config import FinetuneConfig
 from megabio.finetune.ner import finetune_ner
 from megabio.finetune.ner_data import label_map, read_conll
 from megabio.finetune.re_data import read_instances
@@ -193,18 +201,14 @@ def transformers_relation_run(model_dir: Path, files: TaskFiles, args: argparse.
 
 
 def megabio_relation_run(checkpoint: Path, files: TaskFiles, args: argparse.Namespace, work: Path) -> dict:
-    config = FinetuneConfig(epochs=args.epochs, lr=args.lr, micro_batch_size=args.batch_size,
-                            seq_length=args.seq_length, seed=args.seed, log_interval=10**9)
-    metrics = finetune_relations(checkpoint, files, work / f"out-re-{time.monotonic_ns()}", config,
+    metrics = finetune_relations(checkpoint, files, work / f"out-re-{time.monotonic_ns()}", megabio_config(args),
                                  log=lambda _: None)
     return {"f1": metrics["micro_f1"], "epoch_seconds": metrics["epoch_seconds"]}
 
 
 def megabio_run(checkpoint: Path, files: TaskFiles, labeling: str, args: argparse.Namespace, work: Path) -> dict:
-    config = FinetuneConfig(epochs=args.epochs, lr=args.lr, micro_batch_size=args.batch_size,
-                            seq_length=args.seq_length, seed=args.seed, log_interval=10**9)
-    metrics = finetune_ner(checkpoint, files, work / f"out-{labeling}-{time.monotonic_ns()}", config, labeling,
-                           log=lambda _: None)
+    metrics = finetune_ner(checkpoint, files, work / f"out-{labeling}-{time.monotonic_ns()}", megabio_config(args),
+                           labeling, log=lambda _: None)
     return {"f1": metrics["f1"], "epoch_seconds": metrics["epoch_seconds"]}
 
 
@@ -214,11 +218,12 @@ def task_runs(task: str, args: argparse.Namespace, work: Path, checkpoint: Path)
         build_chemprot(Path(args.data_dir) / "re" / TASKS[task], work / "chemprot")
         files = TaskFiles(*(str(work / "chemprot" / f"{s}.tsv") for s in ("train", "dev", "test")))
         return [("transformers", lambda a: transformers_relation_run(minilm_directory(), files, a)),
-                ("megabio [CLS]", lambda a: megabio_relation_run(checkpoint, files, a, work))]
+                (megabio_run_name("megabio [CLS]", args), lambda a: megabio_relation_run(checkpoint, files, a, work))]
     folder = Path(args.data_dir) / "ner" / TASKS[task]
     files = TaskFiles(str(folder / "train.tsv"), str(folder / "devel.tsv"), str(folder / "test.tsv"))
     return [("transformers", lambda a: transformers_run(minilm_directory(), files, a))] + [
-        (f"megabio {labeling}", lambda a, lab=labeling: megabio_run(checkpoint, files, lab, a, work))
+        (megabio_run_name(f"megabio {labeling}", args),
+         lambda a, lab=labeling: megabio_run(checkpoint, files, lab, a, work))
         for labeling in ("subtoken", "wholeword")]
 
 
@@ -230,7 +235,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-length", type=int, default=128)
-    add_seed_arguments(parser)
+    add_run_arguments(parser)
     args = parser.parse_args()
     records = []
     with tempfile.TemporaryDirectory() as tmp:

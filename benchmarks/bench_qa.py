@@ -7,13 +7,14 @@ question, top 5; strict / lenient accuracy and MRR). lr 3e-5, batch 32, seq 384,
 
 - transformers: `AutoModelForQuestionAnswering` in the plain loop of its examples, every window padded to
   384 tokens as `run_qa.py` pads by default;
-- megabio: `finetune_qa` (windows padded to their batch's longest, length-bucketed batches).
+- megabio: `finetune_qa` (windows padded to their batch's longest, length-bucketed batches, or random ones with
+  `--no-group-by-length`).
 
 The windows, the n-best search and the BioASQ pooling are megabio's for both, so the scores differ by the
 training alone. Prints the three scores, seconds per epoch and the time ratio.
 
     python benchmarks/bench_qa.py [--data-dir ../shared/data] [--epochs 2] [--seeds 1234 ...]
-        [--side both|transformers|megabio] [--records runs.jsonl]
+        [--side both|transformers|megabio] [--records runs.jsonl] [--no-group-by-length]
 
 With several seeds (or a records file several processes append to) it also prints each run's mean ± sd.
 """
@@ -29,11 +30,19 @@ import tempfile
 from pathlib import Path
 
 import torch
-from seed_records import add_seed_arguments, cpu_label, run_over_seeds, same_seed_reference, summarise_seeds
+from seed_records import (
+    add_run_arguments,
+    cpu_label,
+    megabio_config,
+    megabio_run_name,
+    run_over_seeds,
+    same_seed_reference,
+    summarise_seeds,
+)
 
 from megabio.convert import convert
 from megabio.finetune.bioasq import factoid_scores, pool_nbest, submission
-from megabio.finetune.config import FinetuneConfig, SpanSettings
+from megabio.finetune.config import SpanSettings
 from megabio.finetune.qa import collate, finetune_qa, nbest_answers
 from megabio.finetune.qa_data import make_features, read_squad
 from megabio.finetune.recipe import TaskFiles
@@ -87,9 +96,7 @@ def transformers_run(files: TaskFiles, golden: dict, args: argparse.Namespace) -
 
 def megabio_run(checkpoint: Path, files: TaskFiles, golden_path: Path, args: argparse.Namespace,
                 work: Path) -> dict:
-    config = FinetuneConfig(epochs=args.epochs, lr=args.lr, micro_batch_size=args.batch_size,
-                            seq_length=args.seq_length, seed=args.seed, log_interval=10**9)
-    metrics = finetune_qa(checkpoint, files, work / f"out-{args.seed}", config, golden=str(golden_path),
+    metrics = finetune_qa(checkpoint, files, work / f"out-{args.seed}", megabio_config(args), golden=str(golden_path),
                           log=lambda _: None)
     return {**metrics["bioasq"], "epoch_seconds": metrics["epoch_seconds"]}
 
@@ -101,7 +108,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-length", type=int, default=384)
-    add_seed_arguments(parser)
+    add_run_arguments(parser)
     args = parser.parse_args()
     folder = Path(args.data_dir) / "qa" / "BioASQ-7b"
     train = str(folder / "BioASQ-train-factoid-7b.json")
@@ -113,7 +120,8 @@ def main() -> None:
         convert("hf-bert", "megabio", minilm_directory(), work / "minilm")
         records = run_over_seeds(args, "BioASQ-7b", [
             ("transformers", lambda a: transformers_run(files, golden, a)),
-            ("megabio", lambda a: megabio_run(work / "minilm", files, folder / "7B_golden.json", a, work))])
+            (megabio_run_name("megabio", args),
+             lambda a: megabio_run(work / "minilm", files, folder / "7B_golden.json", a, work))])
     windows = ""
     if "windows" in records[0]:
         windows = (f"; {records[0]['windows']} training windows of {records[0]['mean_tokens']:.0f} tokens on "

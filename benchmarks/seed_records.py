@@ -15,15 +15,32 @@ from pathlib import Path
 
 import torch
 
+from megabio.finetune.config import FinetuneConfig
+
 SIDES = ("transformers", "megabio")
 
 
-def add_seed_arguments(parser: argparse.ArgumentParser) -> None:
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every fine-tuning benchmark shares: seeds, sides, the records file, megabio's batching."""
     parser.add_argument("--seeds", type=int, nargs="+", default=[1234], help="one run per seed and side")
     parser.add_argument("--side", choices=("both", *SIDES), default="both",
                         help="run one side only (e.g. each side on its own core, with the same --records)")
     parser.add_argument("--records", type=Path,
                         help="JSON-lines file each finished run is appended to; the summary covers every run in it")
+    parser.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
+                        help="megabio draws random batches (as transformers does) instead of length-grouped ones")
+
+
+def megabio_config(args: argparse.Namespace) -> FinetuneConfig:
+    """megabio's settings for the benchmark's hyper-parameters and seed."""
+    return FinetuneConfig(epochs=args.epochs, lr=args.lr, micro_batch_size=args.batch_size,
+                          seq_length=args.seq_length, seed=args.seed, group_by_length=args.group_by_length,
+                          log_interval=10**9)
+
+
+def megabio_run_name(name: str, args: argparse.Namespace) -> str:
+    """`name`, marked when megabio runs on random batches (so records of both kinds stay apart)."""
+    return name if args.group_by_length else f"{name}, random batches"
 
 
 def cpu_label() -> str:

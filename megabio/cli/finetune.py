@@ -15,7 +15,7 @@ from megabio.cli.common import (
     parallel_state,
     print_memory_report,
 )
-from megabio.finetune.config import TASK_DEFAULTS, FinetuneConfig, SpanSettings
+from megabio.finetune.config import DEFAULT_FC_DROPOUT, FinetuneConfig, SpanSettings
 
 # Flags shared by every fine-tuning recipe, with FinetuneConfig's defaults.
 _SHARED = ("epochs", "lr", "micro_batch_size", "global_batch_size", "seq_length", "weight_decay",
@@ -41,7 +41,7 @@ def _add_finetune_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=_TYPES.get(name, type(value)), default=value)
     parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=defaults.group_by_length,
                         help="batch examples of similar length together (faster; the default) or at random")
-    parser.set_defaults(**TASK_DEFAULTS[kind])  # the task's, so --dry-run prints it
+    parser.set_defaults(fc_dropout=DEFAULT_FC_DROPOUT[kind])  # the task's, so --dry-run prints it
     add_precision_flags(parser)
     parser.add_argument("--tensorboard-dir")
     parser.add_argument("--dry-run", action="store_true",

@@ -9,14 +9,10 @@ from typing import Any
 from megabio.config import ConfigError
 from megabio.training.config import Precision, TrainConfig
 
-# Settings a recipe takes from its task kind when the config leaves them None. Head dropout: before the NER
-# and RE classifiers as NeMo's BioMegatron heads; none before the QA span layer, as NeMo's QA head and
-# transformers' BertForQuestionAnswering.
-TASK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "token": {"fc_dropout": 0.1},
-    "sequence": {"fc_dropout": 0.1},
-    "span": {"fc_dropout": 0.0},
-}
+# Head dropout per task kind when the config gives none: before the NER and RE classifiers as NeMo's
+# BioMegatron heads; none before the QA span layer, as NeMo's QA head and transformers'
+# BertForQuestionAnswering.
+DEFAULT_FC_DROPOUT: dict[str, float] = {"token": 0.1, "sequence": 0.1, "span": 0.0}
 
 
 @dataclass(frozen=True)
@@ -47,7 +43,7 @@ class FinetuneConfig:
     """Width of the first of two head layers; None: the encoder's hidden size."""
     fc_dropout: float | None = None
     """Dropout on the encoder output before the head; None: the task's default (0.1 for NER and RE, 0 for QA:
-    TASK_DEFAULTS)."""
+    DEFAULT_FC_DROPOUT)."""
     group_by_length: bool = True
     """Batch examples of similar length together (less padding, faster epochs) instead of at random."""
     log_interval: int = 50
@@ -78,9 +74,8 @@ class FinetuneConfig:
                            precision=self.precision, seed=self.seed, tensorboard_dir=self.tensorboard_dir)
 
     def for_task(self, kind: str) -> FinetuneConfig:
-        """This config with the task kind's defaults where it leaves a setting None."""
-        return dataclasses.replace(self, **{name: value for name, value in TASK_DEFAULTS[kind].items()
-                                            if getattr(self, name) is None})
+        """This config with the task kind's head dropout if it gives none."""
+        return self if self.fc_dropout is not None else dataclasses.replace(self, fc_dropout=DEFAULT_FC_DROPOUT[kind])
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

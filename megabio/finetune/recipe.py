@@ -101,8 +101,7 @@ class TaskSpec:
 
 
 def head_config(spec: TaskSpec, config: FinetuneConfig) -> HeadConfig:
-    """The task head `config` asks for, with the task's default dropout where it gives none."""
-    config = config.for_task(spec.kind)
+    """The task head `config` (resolved for the task: `FinetuneConfig.for_task`) asks for."""
     return HeadConfig(len(spec.labels), config.num_fc_layers, config.fc_hidden_size, config.fc_dropout)
 
 

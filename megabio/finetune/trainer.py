@@ -28,8 +28,7 @@ class FitResult:
 def fit(engine: Engine, config: FinetuneConfig, lengths: Sequence[int], collate: Callable[[list[int]], Batch],
         evaluate: Callable[[], float], progress: ProgressLog, log: Callable[[str], None]) -> FitResult:
     """Train `config.epochs` epochs over examples of `lengths` (`collate(indices)` builds a micro-batch);
-    `evaluate()` scores the dev set after each epoch; `config` is resolved for its task (`for_task`). Ends
-    with the best epoch's weights in the model."""
+    `evaluate()` scores the dev set after each epoch. Ends with the best epoch's weights in the model."""
     state = engine.state
     global_batch = config.global_batch(state.dp_size)
     result, best, best_weights, iteration = FitResult(), float("-inf"), None, 0

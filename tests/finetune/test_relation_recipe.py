@@ -46,7 +46,7 @@ def test_outputs_and_scores(setup, run):
     assert saved["micro_f1"] == pytest.approx(metrics["micro_f1"]) and saved["micro_f1"] >= 50
     assert set(saved["per_class"]) == {"CPR:3", "CPR:4"} and len(saved["dev_micro_f1"]) == CONFIG.epochs
     assert saved["train_loss"][-1] < saved["train_loss"][0]
-    assert saved["config"] == CONFIG.to_dict()  # resolved: the test names every per-task setting
+    assert saved["config"] == CONFIG.to_dict()  # the settings it ran with
     assert evaluate_relations(files.test, out / "predictions.tsv")["micro_f1"] == pytest.approx(saved["micro_f1"])
     assert predict_relations(out, files.test) == (out / "predictions.tsv").read_text()
     assert json.loads((out / "labels.json").read_text()) == ["CPR:3", "CPR:4", "false"]
