@@ -9,6 +9,7 @@ from torch import nn
 from megabio.config import ModelConfig
 from megabio.kernels import bias_gelu
 from megabio.model.norm import LayerNorm
+from megabio.model.row_sparse_grad_linear import row_sparse_grad_linear
 from megabio.parallel.layers import InitMethod, VocabParallelEmbedding, normal_init
 from megabio.parallel.mappings import copy_to_tensor_parallel_region
 from megabio.parallel.sharding import mark_tensor_parallel
@@ -48,7 +49,7 @@ class BertLMHead(nn.Module):
                                      self.config.gelu_approximate))
         x = copy_to_tensor_parallel_region(x, self.state)
         weight = self.word_embeddings[0].weight  # [vocab / tp, h]
-        return F.linear(x, weight, self.bias + self.padding_offset.to(self.bias.dtype))
+        return row_sparse_grad_linear(x, weight, self.bias + self.padding_offset.to(self.bias.dtype))
 
 
 class BinaryHead(nn.Module):
