@@ -40,9 +40,12 @@ class ParallelSelfAttention(nn.Module):
         backend = self.config.attention_backend
         return backend == "sdpa" or (backend == "auto" and (device.type != "cpu" or dropout_p == 0.0))
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None, rows: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: `[s, b, h]` (or `[s/tp, b, h]`); padding_mask: bool `[b, 1, 1, s]`, True = padded key."""
+        """x: `[s, b, h]` (or `[s/tp, b, h]`); padding_mask: bool `[b, 1, 1, s]`, True = padded key.
+
+        With `rows` (bool `[b, s]`) the output projection runs at those positions alone: `[n, h]`, in
+        batch-major order. Every position still serves as a key and value."""
         qkv, _ = self.query_key_value(x)  # [s, b, 3 * h / tp]
         seq_len, batch = qkv.shape[:2]
         qkv = qkv.view(seq_len, batch, self.heads_per_rank, 3, self.head_dim)  # [s, b, np, 3, hn]
@@ -59,5 +62,8 @@ class ParallelSelfAttention(nn.Module):
                 scores = torch.matmul(query, key.transpose(-2, -1))  # [b, np, sq, sk]
                 probs = scaled_masked_softmax(scores, padding_mask, 1.0 / math.sqrt(self.head_dim))
                 context = torch.matmul(dropout(probs, p, self.training), value)  # [b, np, s, hn]
-        context = context.permute(2, 0, 1, 3).reshape(seq_len, batch, -1)  # [s, b, h / tp]
+        if rows is None:
+            context = context.permute(2, 0, 1, 3).reshape(seq_len, batch, -1)  # [s, b, h / tp]
+        else:
+            context = context.permute(0, 2, 1, 3)[rows].flatten(1)  # [n, h / tp]
         return self.dense(context)

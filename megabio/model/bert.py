@@ -53,14 +53,16 @@ class BertModel(nn.Module):
                 raise ValueError(f"{name} has shape {tuple(tensor.shape)}, input_ids {tuple(input_ids.shape)}")
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+                token_type_ids: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """`[b, s, h]`, or with `rows` (bool `[b, s]`) those positions alone, `[n, h]` in batch-major order
+        (the last layer then does the work after attention at those positions only)."""
         self._check_inputs(input_ids, attention_mask, token_type_ids)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         padding_mask = None if attention_mask is None else (attention_mask == 0)[:, None, None, :]  # [b,1,1,s]
         x = self.embeddings(input_ids, token_type_ids)  # [s, b, h]
-        x = self.encoder(x, padding_mask)  # [s, b, h]
-        return x.transpose(0, 1)  # [b, s, h]
+        x = self.encoder(x, padding_mask, rows)  # [s, b, h] or [n, h]
+        return x if rows is not None else x.transpose(0, 1)  # [b, s, h]
 
 
 class BertForPretraining(nn.Module):
@@ -85,21 +87,28 @@ class BertForPretraining(nn.Module):
                 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         """With `logits_at_labels_only` (needs mlm_labels) the MLM head runs only at labelled positions and
         mlm_logits is `[n_labelled, vocab / tp]` in row-major position order: the same loss and gradients
-        for ~1/7 of the head's work at 15% masking (NVIDIA's BERT does the same)."""
+        for ~1/7 of the head's work at 15% masking (NVIDIA's BERT does the same). The last layer's output
+        projection and MLP then also run only at those positions and the first tokens, all the heads read
+        (its dropout masks are drawn for those rows alone)."""
         if binary_labels is not None and self.binary_head is None:
             raise ValueError("binary_labels were given but the model has binary_head='none'")
         if logits_at_labels_only and mlm_labels is None:
             raise ValueError("logits_at_labels_only=True needs mlm_labels")
-        hidden = self.bert(input_ids, attention_mask, token_type_ids)  # [b, s, h]
-        binary_logits = self.binary_head(hidden) if self.binary_head is not None else None
+        labelled = None if mlm_labels is None else mlm_labels != IGNORE_INDEX
+        if logits_at_labels_only:
+            first_token, labelled_hidden = self._hidden_at_labels(input_ids, attention_mask, token_type_ids,
+                                                                  labelled)
+        else:
+            hidden = self.bert(input_ids, attention_mask, token_type_ids)  # [b, s, h]
+            first_token = hidden[:, 0]
+        binary_logits = self.binary_head(first_token) if self.binary_head is not None else None
         loss = None
         if mlm_labels is None:
             mlm_logits = self.lm_head(hidden)  # [b, s, vocab / tp]
         else:
             # Only ~15% of positions carry a label: the softmax over the vocabulary runs on those alone.
-            labelled = mlm_labels != IGNORE_INDEX
             if logits_at_labels_only:
-                mlm_logits = labelled_logits = self.lm_head(hidden[labelled])  # [n, vocab / tp]
+                mlm_logits = labelled_logits = self.lm_head(labelled_hidden)  # [n, vocab / tp]
             else:
                 mlm_logits = self.lm_head(hidden)  # [b, s, vocab / tp]
                 labelled_logits = mlm_logits[labelled]
@@ -109,3 +118,14 @@ class BertForPretraining(nn.Module):
             binary_loss = F.cross_entropy(_at_least_fp32(binary_logits), binary_labels, ignore_index=IGNORE_INDEX)
             loss = binary_loss if loss is None else loss + binary_loss
         return loss, mlm_logits, binary_logits
+
+    def _hidden_at_labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+                          token_type_ids: torch.Tensor | None, labelled: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's output at the first token of each sample `[b, h]` (for the binary head) and at
+        the labelled positions `[n, h]`, with the last layer run at just those positions."""
+        rows = labelled.clone()
+        rows[:, 0] = True
+        hidden = self.bert(input_ids, attention_mask, token_type_ids, rows=rows)  # [rows, h]
+        index = (rows.flatten().cumsum(0) - 1).view_as(rows)  # each selected position's row in `hidden`
+        return hidden.index_select(0, index[:, 0]), hidden.index_select(0, index[labelled])

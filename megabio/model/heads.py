@@ -61,6 +61,7 @@ class BinaryHead(nn.Module):
         self.pooler = replicated_linear(config.hidden_size, config.hidden_size, init)
         self.classifier = replicated_linear(config.hidden_size, 2, init)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        pooled = torch.tanh(self.pooler(hidden[:, 0]))  # [b, h]
+    def forward(self, first_token: torch.Tensor) -> torch.Tensor:
+        """first_token: the encoder's output at each sample's first position, `[b, h]`."""
+        pooled = torch.tanh(self.pooler(first_token))  # [b, h]
         return self.classifier(pooled)

@@ -43,12 +43,16 @@ class TransformerLayer(nn.Module):
         with self.rng_tracker.fork_if_sharded(self.state.sequence_parallel, out.device):
             return bias_dropout_add(out, bias, residual, self.config.hidden_dropout, self.training)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
-        """x: `[s, b, h]` (`[s/tp, b, h]` under sequence parallelism) -> same shape."""
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None, rows: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """x: `[s, b, h]` (`[s/tp, b, h]` under sequence parallelism) -> same shape; with `rows` (bool
+        `[b, s]`, not under sequence parallelism) everything after the attention scores runs at those
+        positions alone and the output is `[n, h]` in batch-major order."""
+        residual = x if rows is None else x.transpose(0, 1)[rows]
         if self.config.layernorm_order == "pre":
-            x = self._residual(self.self_attention(self.attention_layernorm(x), padding_mask), x)
+            x = self._residual(self.self_attention(self.attention_layernorm(x), padding_mask, rows), residual)
             return self._residual(self.mlp(self.mlp_layernorm(x)), x)
-        x = self.attention_layernorm(self._residual(self.self_attention(x, padding_mask), x))
+        x = self.attention_layernorm(self._residual(self.self_attention(x, padding_mask, rows), residual))
         return self.mlp_layernorm(self._residual(self.mlp(x), x))
 
 
@@ -66,17 +70,25 @@ class TransformerEncoder(nn.Module):
         self.final_layernorm = (LayerNorm(config.hidden_size, config.layernorm_epsilon, state.sequence_parallel)
                                 if config.layernorm_order == "pre" else None)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None, rows: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """With `rows` (bool `[b, s]`) only those positions are returned, `[n, h]` in batch-major order:
+        the last layer then runs its output projection and MLP at those positions alone (under sequence
+        parallelism, where a rank holds a slice of the sequence, they are picked from the full output)."""
         recompute = self.config.recompute_activations and torch.is_grad_enabled()
-        for layer in self.layers:
+        rows_in_last_layer = rows is not None and not self.state.sequence_parallel
+        for index, layer in enumerate(self.layers):
+            layer_rows = rows if rows_in_last_layer and index == len(self.layers) - 1 else None
             if recompute:
-                x = checkpoint_with_rng(layer, self.rng_tracker, x, padding_mask)
+                x = checkpoint_with_rng(layer, self.rng_tracker, x, padding_mask, layer_rows)
             else:
-                x = layer(x, padding_mask)
+                x = layer(x, padding_mask, layer_rows)
         if self.final_layernorm is not None:
             x = self.final_layernorm(x)
         if self.state.sequence_parallel:
             # The heads after the encoder are replicated over TP, so the incoming gradient is already
             # complete on every rank: backward keeps this rank's slice rather than reduce-scattering.
             x = gather_from_sequence_parallel_region(x, self.state, grad_is_partial=False)  # [s, b, h]
+        if rows is not None and not rows_in_last_layer:
+            x = x.transpose(0, 1)[rows]
         return x

@@ -139,17 +139,31 @@ def test_loss_matches_plain_cross_entropy():
     torch.testing.assert_close(loss, mlm + sop, rtol=1e-12, atol=1e-12)
 
 
-def test_logits_at_labels_only_gives_the_same_loss_and_gradients():
+@pytest.mark.parametrize(("order", "backend", "recompute", "binary_head"),
+                         [("pre", "softmax", False, "sop"), ("post", "sdpa", False, "sop"),
+                          ("pre", "sdpa", True, "none"), ("post", "softmax", True, "nsp")])
+def test_logits_at_labels_only_gives_the_same_loss_and_gradients(order, backend, recompute, binary_head):
+    """The head at the labelled rows, and the last layer's work after attention at just those rows and
+    the first tokens, change neither the loss nor any gradient (padded samples included)."""
     torch.manual_seed(0)
-    model = BertForPretraining(tiny_config()).double()
+    model = BertForPretraining(tiny_config(layernorm_order=order, attention_backend=backend,
+                                           recompute_activations=recompute, binary_head=binary_head)).double()
     batch = make_batch()
+    if binary_head == "none":
+        del batch["binary_labels"]
     dense_loss, dense_grads = _loss_and_grads(model, batch)
+    _, dense_logits, dense_binary = model(**batch)
+    mlp_rows = []
+    model.bert.encoder.layers[-1].mlp.register_forward_hook(lambda _m, inputs, _o: mlp_rows.append(inputs[0].shape))
     model.zero_grad()
-    loss, logits, _ = model(**batch, logits_at_labels_only=True)
+    loss, logits, binary = model(**batch, logits_at_labels_only=True)
     loss.backward()
     labelled = batch["mlm_labels"] != -100
+    assert mlp_rows[-1][0] == int(labelled[:, 1:].sum()) + labelled.shape[0], "the last MLP ran at every position"
     assert logits.shape == (int(labelled.sum()), model.config.padded_vocab_size())
-    torch.testing.assert_close(logits, model(**batch)[1][labelled], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(logits, dense_logits[labelled], rtol=1e-12, atol=1e-12)
+    if binary_head != "none":
+        torch.testing.assert_close(binary, dense_binary, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(loss, dense_loss, rtol=1e-12, atol=1e-12)
     for name, param in model.named_parameters():
         torch.testing.assert_close(param.grad, dense_grads[name], rtol=1e-10, atol=1e-12, msg=name)

@@ -29,28 +29,32 @@ def _build(config, state, dtype):
     return BertForPretraining(config, state).to(dtype)
 
 
-def _step(model, batch):
+def _step(model, batch, logits_at_labels_only=False):
     model.zero_grad()
-    loss, logits, binary_logits = model(**batch)
+    loss, logits, binary_logits = model(**batch, logits_at_labels_only=logits_at_labels_only)
     loss.backward()
     hidden = model.bert(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     return loss.detach(), logits.detach(), binary_logits.detach(), hidden.detach()
 
 
-def _compare_with_reference(config, state, dtype, batch, reference_batch, what):
-    """Run the model sharded by `state` on `batch` and a TP=1 model on `reference_batch`; compare."""
+def _compare_with_reference(config, state, dtype, batch, reference_batch, what, logits_at_labels_only=False):
+    """Run the model sharded by `state` on `batch` and a TP=1 model on `reference_batch`; compare. With
+    `logits_at_labels_only` the sharded model runs that way and the dense reference's labelled rows count."""
     rtol = RTOL[dtype]
     reference = _build(config, ParallelState.single(), dtype)
     ref_loss, ref_logits, ref_binary, ref_hidden = _step(reference, reference_batch)
 
     model = _build(config, state, dtype)
-    loss, logits, binary, hidden = _step(model, batch)
+    loss, logits, binary, hidden = _step(model, batch, logits_at_labels_only)
     finalize_model_grads(model, state)
 
     dp_slice = slice(state.dp_rank * batch["input_ids"].shape[0], (state.dp_rank + 1) * batch["input_ids"].shape[0])
     assert_close_relative(hidden, ref_hidden[dp_slice], rtol, f"{what}: hidden states")
     full_logits = gather_from_tensor_parallel_region(logits, state)
-    assert_close_relative(full_logits[..., :VOCAB_SIZE], ref_logits[dp_slice, :, :VOCAB_SIZE], rtol,
+    expected_logits = ref_logits[dp_slice]
+    if logits_at_labels_only:
+        expected_logits = expected_logits[batch["mlm_labels"] != -100]
+    assert_close_relative(full_logits[..., :VOCAB_SIZE], expected_logits[..., :VOCAB_SIZE], rtol,
                           f"{what}: MLM logits")
     assert (full_logits[..., VOCAB_SIZE:] < -1e29).all(), f"{what}: padded vocabulary rows must get -1e30"
     assert_close_relative(binary, ref_binary[dp_slice], rtol, f"{what}: binary logits")
@@ -78,6 +82,13 @@ def check_tensor_parallel_equals_single(tp: int) -> None:
         state = dataclasses.replace(base, sequence_parallel=sequence_parallel)
         what = f"TP={tp} {order}-LN sequence_parallel={sequence_parallel} {dtype}"
         _compare_with_reference(config, state, dtype, batch, batch, what)
+    # The MLM head at labelled positions only (the last layer then runs at those rows alone, except under
+    # sequence parallelism) gives the dense model's loss and gradients.
+    for order, sequence_parallel in itertools.product(("pre", "post"), (False, True)):
+        _compare_with_reference(tiny_config(layernorm_order=order), dataclasses.replace(
+            base, sequence_parallel=sequence_parallel), torch.float64, batch, batch,
+            f"TP={tp} {order}-LN sequence_parallel={sequence_parallel} logits at labels only",
+            logits_at_labels_only=True)
     # The explicit-softmax attention path (the fused-kernel route) must agree as well.
     _compare_with_reference(tiny_config(attention_backend="softmax"), base, torch.float64, batch, batch,
                             f"TP={tp} softmax attention")
