@@ -15,7 +15,7 @@ the logits at every position, as transformers does, but the backward of megabio'
 multiplies only the rows that receive a gradient (the labelled ones; the FLOP counts say so).
 
     python benchmarks/bench_model.py [--batch 16 --seq 128 --steps 5] [--precisions fp32 bf16]
-                                     [--allocator tcmalloc|system]
+                                     [--allocator tcmalloc|system] [--profile]
 
 Both sides step the AdamW `megabio pretrain` uses on CPU (torch's fused one). The five models take turns
 step by step, so drift in the machine's speed falls on all of them. With
@@ -152,6 +152,30 @@ def time_steps(steps: list[Callable[[dict], torch.Tensor]], batch: dict, repeats
     return [statistics.median(t) for t in times]
 
 
+# Where a step's time goes: each profiled op's own time, by kind.
+_OP_KINDS = (("matmuls", lambda name: name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")),
+             ("copies and casts", lambda name: name == "aten::copy_"),
+             ("fused kernels", lambda name: name.startswith("megabio::")),
+             ("AdamW", lambda name: "adamw" in name))
+
+
+def time_by_op_kind(step: Callable[[dict], torch.Tensor], batch: dict, bf16: bool, repeats: int = 2
+                    ) -> dict[str, float]:
+    """Shares of `step`'s CPU time (torch profiler, `repeats` steps) per kind of op; the rest is "other"
+    (cross entropy, reductions, allocation, autograd's own work)."""
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with torch.profiler.profile() as profile:
+        for _ in range(repeats):
+            with autocast:
+                step(batch)
+    shares = dict.fromkeys([kind for kind, _ in _OP_KINDS] + ["other"], 0.0)
+    for event in profile.key_averages():
+        kind = next((kind for kind, matches in _OP_KINDS if matches(event.key)), "other")
+        shares[kind] += event.self_cpu_time_total
+    total = sum(shares.values())
+    return {kind: seconds / total for kind, seconds in shares.items()}
+
+
 def with_kernels(mode: str, step: Callable[[dict], torch.Tensor]) -> Callable[[dict], torch.Tensor]:
     """`step` run with MEGABIO_KERNELS=mode (read by megabio.kernels on every call)."""
 
@@ -172,6 +196,8 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    parser.add_argument("--profile", action="store_true",
+                        help="then also print where the labelled-logits step's time goes, by kind of op")
     parser.add_argument("--allocator", choices=["tcmalloc", "system"], default="tcmalloc",
                         help="tcmalloc (when installed) or the system malloc, for both models")
     args = parser.parse_args()
@@ -216,6 +242,10 @@ def main() -> None:
             print(f"| {precision} | {name} | {tokens / ours:,.0f} | {tokens / theirs:,.0f} | {theirs / ours:.2f}x | "
                   f"{work / ours / 1e9:.0f} | {peak / 1e9:.0f} | {100 * work / ours / peak:.0f}% | "
                   f"{theirs / (work / peak):.2f}x |", flush=True)
+        if args.profile:
+            shares = time_by_op_kind(steps[-1], batch, bf16)
+            print(f"{precision} labelled-logits step, share of its time: "
+                  + ", ".join(f"{kind} {100 * share:.1f}%" for kind, share in shares.items()))
         del steps  # free these models before the next precision builds its own
 
 

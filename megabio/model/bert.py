@@ -108,7 +108,7 @@ class BertForPretraining(nn.Module):
         else:
             # Only ~15% of positions carry a label: the softmax over the vocabulary runs on those alone.
             if logits_at_labels_only:
-                mlm_logits = labelled_logits = self.lm_head(labelled_hidden)  # [n, vocab / tp]
+                mlm_logits = labelled_logits = self.lm_head(labelled_hidden, all_rows_in_loss=True)
             else:
                 mlm_logits = self.lm_head(hidden)  # [b, s, vocab / tp]
                 labelled_logits = mlm_logits[labelled]

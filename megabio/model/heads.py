@@ -44,12 +44,15 @@ class BertLMHead(nn.Module):
         self.register_buffer("padding_offset", torch.where(row_ids >= config.vocab_size, _PADDED_LOGIT, 0.0),
                              persistent=False)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden: torch.Tensor, all_rows_in_loss: bool = False) -> torch.Tensor:
+        """Rows outside the loss get no gradient, and the backward skips them (`row_sparse_grad_linear`);
+        with `all_rows_in_loss` there is nothing to skip and the search for them is left out."""
         x = self.layernorm(bias_gelu(F.linear(hidden, self.dense.weight), self.dense.bias,
                                      self.config.gelu_approximate))
         x = copy_to_tensor_parallel_region(x, self.state)
         weight = self.word_embeddings[0].weight  # [vocab / tp, h]
-        return row_sparse_grad_linear(x, weight, self.bias + self.padding_offset.to(self.bias.dtype))
+        linear = F.linear if all_rows_in_loss else row_sparse_grad_linear
+        return linear(x, weight, self.bias + self.padding_offset.to(self.bias.dtype))
 
 
 class BinaryHead(nn.Module):

@@ -46,8 +46,8 @@ class TransformerLayer(nn.Module):
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None, rows: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """x: `[s, b, h]` (`[s/tp, b, h]` under sequence parallelism) -> same shape; with `rows` (bool
-        `[b, s]`, not under sequence parallelism) everything after the attention scores runs at those
-        positions alone and the output is `[n, h]` in batch-major order."""
+        `[b, s]`, not under sequence parallelism) the attention output projection, the residuals and the
+        MLP run at those positions alone and the output is `[n, h]` in batch-major order."""
         residual = x if rows is None else x.transpose(0, 1)[rows]
         if self.config.layernorm_order == "pre":
             x = self._residual(self.self_attention(self.attention_layernorm(x), padding_mask, rows), residual)
