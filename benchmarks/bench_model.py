@@ -13,6 +13,9 @@ labelled positions (logits_at_labels_only, as `megabio pretrain` runs; the last 
 and MLP then run there too, and at the first tokens). The dense-head variants compute
 the logits at every position, as transformers does, but the backward of megabio's vocabulary projection
 multiplies only the rows that receive a gradient (the labelled ones; the FLOP counts say so).
+megabio's float32 linear layers run oneDNN's GEMM where that is the faster one (AMD CPUs;
+`megabio.kernels.linear`), so the matmul rate is printed for ATen's matmul (transformers' and the
+reference ops' rate) and for megabio's linear (the fused variants' rate).
 
     python benchmarks/bench_model.py [--batch 16 --seq 128 --steps 5] [--precisions fp32 bf16]
                                      [--allocator tcmalloc|system] [--profile]
@@ -35,6 +38,7 @@ import torch
 
 from megabio.config import ModelConfig
 from megabio.cpu_allocator import active_allocator, rerun_with_tcmalloc
+from megabio.kernels.linear import cpu_gemm, linear
 from megabio.model import IGNORE_INDEX, BertForPretraining
 from megabio.training.optimizer import adamw_class
 
@@ -61,13 +65,23 @@ def training_flops(config: ModelConfig, batch: int, seq: int, head_rows: int | N
     return 3.0 * layers + transform + projection
 
 
-def matmul_flops_per_second(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+def matmul_flops_per_second(dtype: torch.dtype, product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                            size: int = 2048, repeats: int = 10) -> float:
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    a @ b  # warm up
+    product(a, b)  # warm up
     start = time.perf_counter()
     for _ in range(repeats):
-        a @ b
+        product(a, b)
     return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def matmul_rates() -> dict[str, dict[str, float]]:
+    """GFLOP/s of a 2048^3 product per dtype: ATen's matmul (what transformers' layers run) and megabio's
+    linear (oneDNN's GEMM for float32 where that is this machine's choice; the same as ATen's otherwise)."""
+    with torch.no_grad():
+        return {name: {"aten": matmul_flops_per_second(dtype, torch.matmul) / 1e9,
+                       "megabio": matmul_flops_per_second(dtype, lambda a, b: linear(a, b)) / 1e9}
+                for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
 
 
 def amx_status() -> str:
@@ -153,7 +167,8 @@ def time_steps(steps: list[Callable[[dict], torch.Tensor]], batch: dict, repeats
 
 
 # Where a step's time goes: each profiled op's own time, by kind.
-_OP_KINDS = (("matmuls", lambda name: name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")),
+_OP_KINDS = (("matmuls", lambda name: name in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
+                                               "mkldnn::_linear_pointwise")),
              ("copies and casts", lambda name: name == "aten::copy_"),
              ("fused kernels", lambda name: name.startswith("megabio::")),
              ("AdamW", lambda name: "adamw" in name))
@@ -210,10 +225,10 @@ def main() -> None:
     flops = training_flops(config, args.batch, args.seq)
     print(f"preset {args.preset}, batch {args.batch} x seq {args.seq}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, {active_allocator()}; median of {args.steps} steps, the models taking turns")
-    rates = {name: matmul_flops_per_second(dtype) / 1e9 for name, dtype in (("fp32", torch.float32),
-                                                                          ("bf16", torch.bfloat16))}
-    print(f"{amx_status()}; 2048^3 matmul: fp32 {rates['fp32']:.0f} GFLOP/s, bf16 {rates['bf16']:.0f} GFLOP/s "
-          f"({rates['bf16'] / rates['fp32']:.1f}x)")
+    rates = matmul_rates()
+    print(f"{amx_status()}; megabio's float32 GEMM: {cpu_gemm()}; 2048^3 matmul GFLOP/s, ATen / megabio's "
+          f"linear: fp32 {rates['fp32']['aten']:.0f} / {rates['fp32']['megabio']:.0f}, bf16 "
+          f"{rates['bf16']['aten']:.0f} / {rates['bf16']['megabio']:.0f}")
     print("| precision | megabio | tok/s | transformers tok/s | ratio | megabio GFLOP/s | matmul GFLOP/s "
           "| % of matmul | ratio at the matmul rate |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -230,10 +245,12 @@ def main() -> None:
             torch.manual_seed(0)
             steps.append(with_kernels(kernels, megabio_step(config, labelled_only, compiled)))
         theirs, *ours_by_variant = time_steps(steps, batch, args.steps, bf16)
-        peak = rates[precision] * 1e9
+        their_peak = rates[precision]["aten"] * 1e9
         print(f"| {precision} | (transformers) | | {tokens / theirs:,.0f} | | {flops / theirs / 1e9:.0f} | "
-              f"{peak / 1e9:.0f} | {100 * flops / theirs / peak:.0f}% | |")
-        for (name, _, labelled_only, _), ours in zip(variants, ours_by_variant, strict=True):
+              f"{their_peak / 1e9:.0f} | {100 * flops / theirs / their_peak:.0f}% | |")
+        for (name, kernels, labelled_only, _), ours in zip(variants, ours_by_variant, strict=True):
+            # The reference ops run ATen's GEMM (MEGABIO_KERNELS=reference), the others megabio's linear.
+            peak = rates[precision]["aten" if kernels == "reference" else "megabio"] * 1e9
             # The work this variant does, and the ratio it would reach if all of it ran at the matmul rate.
             # megabio's vocabulary projection multiplies only the rows with a gradient (the labelled ones)
             # in its backward, in every variant.

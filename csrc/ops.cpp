@@ -20,6 +20,13 @@ TORCH_LIBRARY(megabio, m) {
   m.def("bias_dropout_add_forward(Tensor x, Tensor? bias, Tensor? residual, float p) -> (Tensor, Tensor)");
   // dx = grad * mask / (1 - p), and with bias_grad the bias gradient (dx summed over rows) in the same pass.
   m.def("bias_dropout_add_backward(Tensor grad, Tensor mask, float p, bool bias_grad) -> (Tensor, Tensor)");
+  // Per row of logits [rows, v] (a vocabulary shard): the maximum, sum(exp(logit - maximum)) and the logit at
+  // target (a column, or -1 for none: 0), in float (double for double logits).
+  m.def("softmax_cross_entropy_statistics(Tensor logits, Tensor target) -> (Tensor, Tensor, Tensor)");
+  // (exp(logit - log_sum_exp) - one_hot(target)) * grad_loss per row, in logits' dtype; 0 where grad_loss is 0.
+  m.def(
+      "softmax_cross_entropy_backward(Tensor logits, Tensor log_sum_exp, Tensor target, Tensor grad_loss)"
+      " -> Tensor");
 }
 
 // The SIMD level the CPU kernels were compiled for (setup.py: MEGABIO_CPU_CAPABILITY) and whether this

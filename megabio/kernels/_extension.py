@@ -42,18 +42,22 @@ def _register_fakes() -> None:
     fake("bias_gelu_backward_from_derivative")(lambda grad, derivative: (
         torch.empty_like(derivative), derivative.new_empty(derivative.shape[-1:])))
 
-    def layer_norm_stats(x):
+    def row_stats(x):  # one float32 (float64 for float64 x) per row of the last dim
         stat = torch.float64 if x.dtype == torch.float64 else torch.float32
         return x.new_empty(x.numel() // x.shape[-1], dtype=stat)
 
     fake("layer_norm_forward")(lambda x, weight, bias, eps: (
-        torch.empty_like(x), layer_norm_stats(x), layer_norm_stats(x)))
+        torch.empty_like(x), row_stats(x), row_stats(x)))
     fake("layer_norm_backward")(lambda grad, x, mean, rstd, weight: (
         torch.empty_like(x), torch.empty_like(weight), torch.empty_like(weight)))
     fake("bias_dropout_add_forward")(lambda x, bias, residual, p: (
         torch.empty_like(x), x.new_empty(x.shape if p > 0 else (0,), dtype=torch.bool)))
     fake("bias_dropout_add_backward")(lambda grad, mask, p, bias_grad: (
         torch.empty_like(grad), grad.new_empty(grad.shape[-1:] if bias_grad else (0,))))
+
+    fake("softmax_cross_entropy_statistics")(lambda logits, target: (
+        row_stats(logits), row_stats(logits), row_stats(logits)))
+    fake("softmax_cross_entropy_backward")(lambda logits, lse, target, grad: torch.empty_like(logits))
 
 
 def match_dtype_under_autocast(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:

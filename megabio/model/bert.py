@@ -108,10 +108,9 @@ class BertForPretraining(nn.Module):
         else:
             # Only ~15% of positions carry a label: the softmax over the vocabulary runs on those alone.
             if logits_at_labels_only:
-                mlm_logits = labelled_logits = self.lm_head(labelled_hidden, all_rows_in_loss=True)
+                mlm_logits = labelled_logits = self.lm_head(labelled_hidden)
             else:
-                mlm_logits = self.lm_head(hidden)  # [b, s, vocab / tp]
-                labelled_logits = mlm_logits[labelled]
+                mlm_logits, labelled_logits = self.lm_head.with_rows(hidden, labelled)  # [b, s, vocab / tp]
             per_token = vocab_parallel_cross_entropy(labelled_logits, mlm_labels[labelled], self.parallel_state)
             loss = per_token.sum() / labelled.sum().clamp(min=1)
         if binary_labels is not None:

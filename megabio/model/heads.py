@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from megabio.config import ModelConfig
 from megabio.kernels import bias_gelu
+from megabio.kernels.linear import linear
 from megabio.model.norm import LayerNorm
-from megabio.model.row_sparse_grad_linear import row_sparse_grad_linear
+from megabio.model.row_selecting_linear import linear_with_selected_rows
 from megabio.parallel.layers import InitMethod, VocabParallelEmbedding, normal_init
 from megabio.parallel.mappings import copy_to_tensor_parallel_region
 from megabio.parallel.sharding import mark_tensor_parallel
@@ -21,10 +21,10 @@ _PADDED_LOGIT = -1e30
 
 def replicated_linear(in_features: int, out_features: int, init_method: InitMethod) -> nn.Linear:
     """An nn.Linear held in full on every rank: weight drawn with `init_method`, bias zero."""
-    linear = nn.Linear(in_features, out_features)
-    init_method(linear.weight)
-    nn.init.zeros_(linear.bias)
-    return linear
+    layer = nn.Linear(in_features, out_features)
+    init_method(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
 class BertLMHead(nn.Module):
@@ -44,15 +44,23 @@ class BertLMHead(nn.Module):
         self.register_buffer("padding_offset", torch.where(row_ids >= config.vocab_size, _PADDED_LOGIT, 0.0),
                              persistent=False)
 
-    def forward(self, hidden: torch.Tensor, all_rows_in_loss: bool = False) -> torch.Tensor:
-        """Rows outside the loss get no gradient, and the backward skips them (`row_sparse_grad_linear`);
-        with `all_rows_in_loss` there is nothing to skip and the search for them is left out."""
-        x = self.layernorm(bias_gelu(F.linear(hidden, self.dense.weight), self.dense.bias,
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits at every row of `hidden`."""
+        return linear(*self._projection_operands(hidden))
+
+    def with_rows(self, hidden: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits at every row and, `[n, vocab / tp]`, at the rows where the bool mask `rows` is True. When
+        only the latter reach the loss, the vocabulary projection's backward multiplies those rows alone
+        (`linear_with_selected_rows`)."""
+        return linear_with_selected_rows(*self._projection_operands(hidden), rows)
+
+    def _projection_operands(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(transformed hidden states, the tied word embeddings, the bias with padding rows at -1e30)."""
+        x = self.layernorm(bias_gelu(linear(hidden, self.dense.weight), self.dense.bias,
                                      self.config.gelu_approximate))
         x = copy_to_tensor_parallel_region(x, self.state)
         weight = self.word_embeddings[0].weight  # [vocab / tp, h]
-        linear = F.linear if all_rows_in_loss else row_sparse_grad_linear
-        return linear(x, weight, self.bias + self.padding_offset.to(self.bias.dtype))
+        return x, weight, self.bias + self.padding_offset.to(self.bias.dtype)
 
 
 class BinaryHead(nn.Module):

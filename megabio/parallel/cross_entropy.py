@@ -1,8 +1,10 @@
 """Cross entropy over logits whose vocabulary dim is split over TP, without gathering the logits.
 
-loss = log(sum_v exp(z_v - m)) - (z_target - m), with m the global max. Three all-reduces over TP: the
-max, the target logit (only the rank owning the target contributes) and the sum of exponentials.
-Backward on each shard: softmax - one_hot(target).
+loss = log(sum_v exp(z_v)) - z_target. Each rank computes its shard's maximum m_r and s_r = sum exp(z - m_r)
+(`megabio.kernels.softmax_cross_entropy`); two all-reduces over TP give the global maximum M and then
+sum_r s_r exp(m_r - M) together with the target logit (only the rank owning the target contributes).
+The backward on each shard is softmax - one_hot(target), recomputed from the saved logits and log-sum-exp
+(no softmax-sized tensor is kept between forward and backward).
 """
 
 from __future__ import annotations
@@ -10,50 +12,44 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
+from megabio.kernels.softmax_cross_entropy import (
+    softmax_cross_entropy_gradient,
+    softmax_cross_entropy_statistics,
+)
 from megabio.parallel.state import ParallelState
-
-
-def _all_reduce(x: torch.Tensor, state: ParallelState, op: dist.ReduceOp = dist.ReduceOp.SUM) -> None:
-    if state.tp_size > 1:
-        dist.all_reduce(x, op=op, group=state.tp_group)
 
 
 class _VocabParallelCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, state, ignore_index):
-        if logits.dtype in (torch.float16, torch.bfloat16):
-            logits = logits.float()  # statistics in fp32 for half-precision activations
         vocab_per_rank = logits.shape[-1]
-        start = state.tp_rank * vocab_per_rank
-
-        logits_max = logits.max(dim=-1).values
-        _all_reduce(logits_max, state, dist.ReduceOp.MAX)
-        shifted = logits - logits_max.unsqueeze(-1)
-
-        ignored = target == ignore_index
-        local_target = target - start
+        rows = logits.reshape(-1, vocab_per_rank)
+        ignored = (target == ignore_index).flatten()
+        local_target = target.flatten() - state.tp_rank * vocab_per_rank
         outside = (local_target < 0) | (local_target >= vocab_per_rank) | ignored
-        local_target = local_target.masked_fill(outside, 0)
-        target_logit = shifted.gather(-1, local_target.unsqueeze(-1)).squeeze(-1).masked_fill(outside, 0.0)
-        _all_reduce(target_logit, state)
+        local_target = local_target.masked_fill(outside, -1)  # -1: not a column of this shard
 
-        exp = shifted.exp()
-        sum_exp = exp.sum(dim=-1)
-        _all_reduce(sum_exp, state)
-
-        loss = (sum_exp.log() - target_logit).masked_fill(ignored, 0.0)
-        softmax = exp.div_(sum_exp.unsqueeze(-1))
-        ctx.save_for_backward(softmax, local_target, outside, ignored)
-        return loss
+        local_max, sum_exp, target_logit = softmax_cross_entropy_statistics(rows, local_target)
+        if state.tp_size > 1:
+            global_max = local_max.clone()
+            dist.all_reduce(global_max, op=dist.ReduceOp.MAX, group=state.tp_group)
+            sums = torch.stack([sum_exp * (local_max - global_max).exp(), target_logit])
+            dist.all_reduce(sums, group=state.tp_group)
+            sum_exp, target_logit = sums.unbind(0)
+        else:
+            global_max = local_max
+        log_sum_exp = global_max + sum_exp.log()
+        loss = (log_sum_exp - target_logit).masked_fill(ignored, 0.0)
+        ctx.save_for_backward(rows, log_sum_exp, local_target, ignored)
+        ctx.logits_shape = logits.shape
+        return loss.view(target.shape)
 
     @staticmethod
     def backward(ctx, grad_loss):
-        softmax, local_target, outside, ignored = ctx.saved_tensors
-        grad = softmax  # reused in place: the saved softmax is not needed again
-        one_hot = (~outside).to(grad.dtype).unsqueeze(-1)
-        grad.scatter_add_(-1, local_target.unsqueeze(-1), -one_hot)
-        grad.mul_(grad_loss.masked_fill(ignored, 0.0).unsqueeze(-1))
-        return grad, None, None, None
+        rows, log_sum_exp, local_target, ignored = ctx.saved_tensors
+        grad_loss = grad_loss.flatten().to(log_sum_exp.dtype).masked_fill(ignored, 0.0)
+        grad = softmax_cross_entropy_gradient(rows, log_sum_exp, local_target, grad_loss)
+        return grad.view(ctx.logits_shape), None, None, None
 
 
 def vocab_parallel_cross_entropy(

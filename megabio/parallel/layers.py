@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from megabio.kernels.linear import linear
 from megabio.parallel.mappings import (
     copy_to_tensor_parallel_region,
     gather_from_sequence_parallel_region,
@@ -79,7 +80,7 @@ class ColumnParallelLinear(nn.Module):
         else:
             x = copy_to_tensor_parallel_region(x, self.state)
         bias = self.bias if not self.skip_bias_add else None
-        y = F.linear(x, self.weight, bias)  # [s, b, out / tp]
+        y = linear(x, self.weight, bias)  # [s, b, out / tp]
         if self.gather_output:
             y = gather_from_tensor_parallel_region(y, self.state)  # [s, b, out]
         return y, (self.bias if self.skip_bias_add else None)
@@ -110,7 +111,7 @@ class RowParallelLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not self.input_is_parallel:
             x = scatter_to_tensor_parallel_region(x, self.state)
-        partial = F.linear(x, self.weight)  # [s, b, out], a partial sum over TP
+        partial = linear(x, self.weight)  # [s, b, out], a partial sum over TP
         if self.state.sequence_parallel:
             y = reduce_scatter_to_sequence_parallel_region(partial, self.state)  # [s/tp, b, out]
         else:

@@ -72,7 +72,8 @@ def test_tp2_finetuning_equals_tp1(setup, single_run):
     out, metrics = single_run
     run_distributed(_tp2_run, 2, str(checkpoint), files, str(root / "out-tp2"))
     parallel = json.loads((root / "out-tp2" / "metrics.json").read_text())
-    assert parallel["train_loss"] == pytest.approx(metrics["train_loss"], rel=1e-5)
+    # float32 rounding differs between the split and the whole GEMMs and grows over the epochs' steps
+    assert parallel["train_loss"] == pytest.approx(metrics["train_loss"], rel=1e-4)
     assert parallel["dev_f1"] == pytest.approx(metrics["dev_f1"])
     assert (root / "out-tp2" / "predictions.conll").read_text() == (out / "predictions.conll").read_text()
 
