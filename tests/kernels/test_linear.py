@@ -78,3 +78,11 @@ def test_compiles_with_inductor(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.testing.assert_close(out, F.linear(x, weight, bias))
     out.sum().backward()
     torch.testing.assert_close(x.grad, weight.sum(0).expand(4, 6))
+
+
+@pytest.mark.parametrize("amd", [True, False])
+def test_auto_picks_onednn_on_amd_cpus_only(monkeypatch: pytest.MonkeyPatch, amd: bool) -> None:
+    monkeypatch.delenv("MEGABIO_CPU_GEMM", raising=False)
+    monkeypatch.setattr(linear_module, "_amd_cpu", lambda: amd)
+    expected = "onednn" if amd and linear_module.onednn_available() else "aten"
+    assert cpu_gemm() == expected
