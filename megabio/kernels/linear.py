@@ -1,10 +1,10 @@
 """`F.linear` with oneDNN's float32 GEMM on CPUs where it beats ATen's BLAS.
 
 torch runs float32 matmuls through its BLAS (MKL in the x86 wheels). On AMD CPUs MKL does not take its
-fastest paths, and oneDNN's JIT GEMM (which torch already uses for bfloat16) runs the forward and
-input-gradient products of BERT's layers 10-50% faster there (`benchmarks/bench_model.py` prints both
-rates). So on those CPUs a float32 linear runs its forward and input gradient through oneDNN; the weight
-gradient stays on ATen (no faster there). The results equal F.linear's to float32 rounding.
+fastest paths, and oneDNN's JIT GEMM (which torch already uses for bfloat16) is faster there
+(`benchmarks/bench_model.py` prints both rates). So on those CPUs a float32 linear runs its forward and
+input gradient through oneDNN; the weight gradient stays on ATen (oneDNN was no faster for it). The
+results equal F.linear's to float32 rounding.
 
 `MEGABIO_CPU_GEMM=onednn|aten|auto` (default auto: oneDNN on AMD x86 CPUs, ATen elsewhere);
 `MEGABIO_KERNELS=reference` also means ATen.
