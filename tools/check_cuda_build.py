@@ -1,5 +1,5 @@
 """Check a CUDA build of megabio's kernels without a GPU: the library loads and every operator that has a
-CPU kernel also has a CUDA kernel.
+CPU kernel also has a CUDA kernel, except those that are CPU-only by design.
 
     python tools/check_cuda_build.py BUILD_DIR     (the --build-lib of `setup.py build_ext`)
 """
@@ -12,6 +12,10 @@ import os
 import sys
 
 import torch
+
+# On GPU the vocabulary cross entropy runs its torch reference (megabio.kernels.softmax_cross_entropy): its
+# CPU kernels exist to avoid the float copies of the logits that the CPU's eager ops make.
+CPU_ONLY = {"megabio::softmax_cross_entropy_statistics", "megabio::softmax_cross_entropy_backward"}
 
 
 def registered(dispatch_key: str) -> set[str]:
@@ -29,7 +33,7 @@ def main() -> int:
         return 1
     torch.ops.load_library(libraries[0])
     cpu, cuda = registered("CPU"), registered("CUDA")
-    missing = sorted(cpu - cuda)
+    missing = sorted(cpu - cuda - CPU_ONLY)
     if not cpu or missing:
         print(f"error: operators without a CUDA kernel: {missing or 'no operators registered'}", file=sys.stderr)
         return 1
