@@ -9,8 +9,8 @@ nothing else took time: where transformers already runs near the matmul rate (fp
 it bounds what any implementation can show there. megabio runs four ways: with the pure-PyTorch reference
 ops (MEGABIO_KERNELS=reference), with the fused kernels, with the fused kernels and every transformer layer
 compiled by torch.compile (inductor), and with the fused kernels and the MLM head evaluated only at the
-labelled positions (logits_at_labels_only, as `megabio pretrain` runs; the last layer's output projection
-and MLP then run there too, and at the first tokens). The dense-head variants compute
+labelled positions (logits_at_labels_only, as `megabio pretrain` runs; the last layer's queries,
+attention, output projection and MLP then run there too, and at the first tokens). The dense-head variants compute
 the logits at every position, as transformers does, but the backward of megabio's vocabulary projection
 multiplies only the rows that receive a gradient (the labelled ones; the FLOP counts say so).
 megabio's float32 linear layers run oneDNN's GEMM where that is the faster one (AMD CPUs;
@@ -46,19 +46,19 @@ from megabio.training.optimizer import adamw_class
 def training_flops(config: ModelConfig, batch: int, seq: int, head_rows: int | None = None,
                    projection_backward_rows: int | None = None) -> float:
     """Matmul FLOPs of forward + backward (2x forward) of BertForPretraining. The MLM head runs on
-    `head_rows` rows (by default all batch * seq tokens; fewer means the last layer's output projection and
-    MLP run there too, plus the first tokens) and its vocabulary projection's backward on
-    `projection_backward_rows` (by default as many as its forward)."""
+    `head_rows` rows (by default all batch * seq tokens; fewer means the last layer's queries, attention,
+    output projection and MLP run there too, plus the first tokens; its spare query slots are not counted)
+    and its vocabulary projection's backward on `projection_backward_rows` (by default as many as its
+    forward)."""
     h, f, tokens = config.hidden_size, config.ffn_hidden_size, batch * seq
-    attention = 2 * tokens * 3 * h * h + 2 * 2 * tokens * seq * h  # QKV projection, scores and context
 
-    def after_attention(rows: int) -> int:  # output projection and MLP
-        return 2 * rows * (h * h + 2 * h * f)
+    def layer(queried: int) -> int:  # keys and values everywhere; queries, attention, output projection, MLP
+        return 2 * tokens * 2 * h * h + 2 * queried * h * h + 2 * 2 * queried * seq * h \
+            + 2 * queried * (h * h + 2 * h * f)
 
     rows = tokens if head_rows is None else head_rows
     last_layer_rows = tokens if head_rows is None else head_rows + batch
-    layers = config.num_layers * attention + (config.num_layers - 1) * after_attention(tokens) \
-        + after_attention(last_layer_rows)
+    layers = (config.num_layers - 1) * layer(tokens) + layer(last_layer_rows)
     backward_rows = rows if projection_backward_rows is None else projection_backward_rows
     transform = 3 * 2 * rows * h * h
     projection = 2 * h * config.padded_vocab_size() * (rows + 2 * backward_rows)

@@ -87,9 +87,9 @@ class BertForPretraining(nn.Module):
                 ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
         """With `logits_at_labels_only` (needs mlm_labels) the MLM head runs only at labelled positions and
         mlm_logits is `[n_labelled, vocab / tp]` in row-major position order: the same loss and gradients
-        for ~1/7 of the head's work at 15% masking (NVIDIA's BERT does the same). The last layer's output
-        projection and MLP then also run only at those positions and the first tokens, all the heads read
-        (its dropout masks are drawn for those rows alone)."""
+        for ~1/7 of the head's work at 15% masking (NVIDIA's BERT does the same). The last layer's queries,
+        attention, output projection and MLP then also run only at those positions and the first tokens,
+        all the heads read (its dropout masks are drawn for those rows alone)."""
         if binary_labels is not None and self.binary_head is None:
             raise ValueError("binary_labels were given but the model has binary_head='none'")
         if logits_at_labels_only and mlm_labels is None:

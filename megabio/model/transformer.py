@@ -46,8 +46,9 @@ class TransformerLayer(nn.Module):
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None, rows: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """x: `[s, b, h]` (`[s/tp, b, h]` under sequence parallelism) -> same shape; with `rows` (bool
-        `[b, s]`, not under sequence parallelism) the attention output projection, the residuals and the
-        MLP run at those positions alone and the output is `[n, h]` in batch-major order."""
+        `[b, s]`, not under sequence parallelism) the queries, attention, output projection, residuals and
+        MLP run at those positions alone (keys and values everywhere) and the output is `[n, h]` in
+        batch-major order."""
         residual = x if rows is None else x.transpose(0, 1)[rows]
         if self.config.layernorm_order == "pre":
             x = self._residual(self.self_attention(self.attention_layernorm(x), padding_mask, rows), residual)
@@ -73,8 +74,9 @@ class TransformerEncoder(nn.Module):
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None, rows: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """With `rows` (bool `[b, s]`) only those positions are returned, `[n, h]` in batch-major order:
-        the last layer then runs its output projection and MLP at those positions alone (under sequence
-        parallelism, where a rank holds a slice of the sequence, they are picked from the full output)."""
+        the last layer then runs its queries, attention, output projection and MLP at those positions alone
+        (keys and values everywhere; under sequence parallelism, where a rank holds a slice of the sequence,
+        they are picked from the full output)."""
         recompute = self.config.recompute_activations and torch.is_grad_enabled()
         rows_in_last_layer = rows is not None and not self.state.sequence_parallel
         for index, layer in enumerate(self.layers):

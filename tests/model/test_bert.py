@@ -143,8 +143,8 @@ def test_loss_matches_plain_cross_entropy():
                          [("pre", "softmax", False, "sop"), ("post", "sdpa", False, "sop"),
                           ("pre", "sdpa", True, "none"), ("post", "softmax", True, "nsp")])
 def test_logits_at_labels_only_gives_the_same_loss_and_gradients(order, backend, recompute, binary_head):
-    """The head at the labelled rows, and the last layer's work after attention at just those rows and
-    the first tokens, change neither the loss nor any gradient (padded samples included)."""
+    """The head at the labelled rows, and the last layer's queries, attention and work after it at just
+    those rows and the first tokens, change neither the loss nor any gradient (padded samples included)."""
     torch.manual_seed(0)
     model = BertForPretraining(tiny_config(layernorm_order=order, attention_backend=backend,
                                            recompute_activations=recompute, binary_head=binary_head)).double()
@@ -155,11 +155,15 @@ def test_logits_at_labels_only_gives_the_same_loss_and_gradients(order, backend,
     _, dense_logits, dense_binary = model(**batch)
     mlp_rows = []
     model.bert.encoder.layers[-1].mlp.register_forward_hook(lambda _m, inputs, _o: mlp_rows.append(inputs[0].shape))
+    attention, queried = model.bert.encoder.layers[-1].self_attention, []
+    attend = attention._attend
+    attention._attend = lambda query, *rest: queried.append(query.shape) or attend(query, *rest)
     model.zero_grad()
     loss, logits, binary = model(**batch, logits_at_labels_only=True)
     loss.backward()
     labelled = batch["mlm_labels"] != -100
     assert mlp_rows[-1][0] == int(labelled[:, 1:].sum()) + labelled.shape[0], "the last MLP ran at every position"
+    assert queried[-1][2] == int(labelled[:, 1:].sum(1).max()) + 1, "the last attention queried every position"
     assert logits.shape == (int(labelled.sum()), model.config.padded_vocab_size())
     torch.testing.assert_close(logits, dense_logits[labelled], rtol=1e-12, atol=1e-12)
     if binary_head != "none":
