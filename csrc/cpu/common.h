@@ -151,7 +151,8 @@ C10_ALWAYS_INLINE V fast_exp(V x) {
     return _mm512_mask_mov_ps(_mm512_scalef_ps(p, n), underflow, _mm512_setzero_ps());
   }
 #endif
-  return x.exp_u20();
+  // exp_u20 turns NaN into inf on AVX2: put NaN back so that a NaN logit still shows in the loss.
+  return V::blendv(x.exp_u20(), x, x.isnan());
 }
 
 // 1 / x for float vectors from AVX-512's 14-bit reciprocal estimate and one Newton step (relative error
