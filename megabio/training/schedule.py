@@ -9,10 +9,11 @@ from megabio.training.config import TrainConfig
 
 
 def learning_rate(iteration: int, config: TrainConfig) -> float:
-    """The LR for optimizer step `iteration` (0-based)."""
+    """The LR for optimizer step `iteration` (0-based). Warmup rises from 0 at the first step to the peak at
+    step `warmup`, as Megatron-LM's scheduler and transformers' `get_linear_schedule_with_warmup` run it."""
     warmup = int(config.lr_warmup_fraction * config.train_iters)
     if warmup and iteration < warmup:
-        return config.lr * (iteration + 1) / warmup
+        return config.lr * iteration / warmup
     if config.lr_decay_style == "constant":
         return config.lr
     progress = min(1.0, (iteration - warmup) / max(1, config.train_iters - warmup))

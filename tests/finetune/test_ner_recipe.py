@@ -72,8 +72,9 @@ def test_tp2_finetuning_equals_tp1(setup, single_run):
     out, metrics = single_run
     run_distributed(_tp2_run, 2, str(checkpoint), files, str(root / "out-tp2"))
     parallel = json.loads((root / "out-tp2" / "metrics.json").read_text())
-    # float32 rounding differs between the split and the whole GEMMs and grows over the epochs' steps
-    assert parallel["train_loss"] == pytest.approx(metrics["train_loss"], rel=1e-4)
+    # float32 rounding differs between the split and the whole GEMMs and grows over the epochs' steps (to a
+    # few 1e-5 of a loss falling below 0.1 at this steep rate)
+    assert parallel["train_loss"] == pytest.approx(metrics["train_loss"], rel=1e-4, abs=5e-5)
     assert parallel["dev_f1"] == pytest.approx(metrics["dev_f1"])
     assert (root / "out-tp2" / "predictions.conll").read_text() == (out / "predictions.conll").read_text()
 

@@ -24,7 +24,7 @@ def reference_losses(data: BertDataset, steps: int) -> list[float]:
     micro = TRAIN.global_batch_size // TRAIN.micro_batch_size
     losses = []
     for step in range(steps):
-        lr = TRAIN.lr * (step + 1) / warmup if step < warmup else \
+        lr = TRAIN.lr * step / warmup if step < warmup else \
             TRAIN.lr * (1 - (step - warmup) / (TRAIN.train_iters - warmup))
         for group in optimizer.param_groups:
             group["lr"] = lr

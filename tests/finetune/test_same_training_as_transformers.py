@@ -1,0 +1,107 @@
+"""Fine-tuning on the engine is transformers' training, step for step: from the same BERT checkpoint (dropout
+off, so no random masks differ) and the same head weights, megabio's task models trained by the engine and
+transformers' task models trained by the plain loop of its examples (AdamW without decay on biases and
+LayerNorms, `get_linear_schedule_with_warmup`, gradient clipping at 1.0) give the same loss at every step and
+the same weights at the end. What is left between the two in a real run is the random draws alone: head
+initialisation, dropout masks and batch order."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from megabio.convert import convert
+from megabio.finetune.checkpoints import task_model_from_pretrained
+from megabio.finetune.config import FinetuneConfig
+from megabio.finetune.recipe import ModelLoss
+from megabio.model.task_models import HeadConfig
+from megabio.parallel import ParallelState
+from megabio.training.engine import Engine
+from tests.convert.test_hf import SHAPE, save_hf
+
+transformers = pytest.importorskip("transformers")
+
+STEPS, BATCH, LENGTH, NUM_LABELS = 10, 4, 24, 3
+CONFIG = FinetuneConfig(lr=1e-3, micro_batch_size=BATCH, seq_length=LENGTH, lr_warmup_fraction=0.2, fc_dropout=0.0)
+TASKS = {  # megabio kind: (transformers class, its head's module name, labels, megabio's loss inputs)
+    "span": ("BertForQuestionAnswering", "qa_outputs", 2, ("start_positions", "end_positions")),
+    "token": ("BertForTokenClassification", "classifier", NUM_LABELS, ("labels",)),
+    "sequence": ("BertForSequenceClassification", "classifier", NUM_LABELS, ("labels",)),
+}
+
+
+def batches(kind: str, num_labels: int) -> list[dict[str, torch.Tensor]]:
+    """Random batches; token and sequence batches carry padding (their labels ignore it); span windows are
+    full, as transformers' QA loss takes its softmax over every position."""
+    generator = torch.Generator().manual_seed(1)
+    out = []
+    for _ in range(STEPS):
+        ids = torch.randint(5, SHAPE["vocab_size"], (BATCH, LENGTH), generator=generator)
+        mask = torch.ones_like(ids)
+        batch = {"input_ids": ids, "attention_mask": mask,
+                 "token_type_ids": (torch.arange(LENGTH) >= LENGTH // 3).long().expand(BATCH, -1).clone()}
+        if kind == "span":
+            start = torch.randint(LENGTH // 3, LENGTH - 4, (BATCH,), generator=generator)
+            width = torch.randint(0, 4, (BATCH,), generator=generator)
+            batch.update(start_positions=start, end_positions=start + width)
+            out.append(batch)
+            continue
+        lengths = torch.randint(LENGTH // 2, LENGTH + 1, (BATCH,), generator=generator)
+        mask.copy_(torch.arange(LENGTH) < lengths[:, None])
+        ids.masked_fill_(mask == 0, 0)
+        if kind == "token":
+            labels = torch.randint(0, num_labels, (BATCH, LENGTH), generator=generator)
+            labels[(mask == 0) | (torch.rand(BATCH, LENGTH, generator=generator) < 0.3)] = -100
+        else:
+            labels = torch.randint(0, num_labels, (BATCH,), generator=generator)
+        out.append({**batch, "labels": labels})
+    return out
+
+
+def transformers_losses(model: torch.nn.Module, data: list[dict[str, torch.Tensor]]) -> list[float]:
+    """The plain loop of transformers' examples."""
+    no_decay = [p for n, p in model.named_parameters() if "bias" in n or "LayerNorm" in n]
+    decay = [p for n, p in model.named_parameters() if not ("bias" in n or "LayerNorm" in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": CONFIG.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=CONFIG.lr)
+    schedule = transformers.get_linear_schedule_with_warmup(optimizer, int(CONFIG.lr_warmup_fraction * STEPS), STEPS)
+    model.train()
+    losses = []
+    for batch in data:
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CONFIG.clip_grad)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+@pytest.mark.parametrize("kind", sorted(TASKS))
+def test_engine_steps_equal_the_transformers_loop(kind, tmp_path):
+    class_name, head_name, num_labels, targets = TASKS[kind]
+    torch.manual_seed(0)
+    shape = dict(SHAPE, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    save_hf(transformers.BertForPreTraining(transformers.BertConfig(**shape)), tmp_path / "hf")
+    convert("hf-bert", "megabio", tmp_path / "hf", tmp_path / "megabio")
+
+    ours, _, _ = task_model_from_pretrained(kind, tmp_path / "megabio", HeadConfig(num_labels, fc_dropout=0.0),
+                                            ParallelState.single(), seed=3)
+    theirs = getattr(transformers, class_name).from_pretrained(tmp_path / "hf", num_labels=num_labels)
+    with torch.no_grad():  # transformers' head starts from megabio's freshly drawn one
+        getattr(theirs, head_name).weight.copy_(ours.head.classifier.weight)
+        getattr(theirs, head_name).bias.copy_(ours.head.classifier.bias)
+
+    data = batches(kind, num_labels)
+    start = ours.bert.embeddings.word_embeddings.weight.detach().clone()
+    engine = Engine(ours, ModelLoss("input_ids", "attention_mask", "token_type_ids", *targets),
+                    CONFIG.train_config(STEPS, 1), ParallelState.single(), torch.device("cpu"))
+    megabio_losses = [engine.train_step([batch], step).loss for step, batch in enumerate(data)]
+
+    assert megabio_losses == pytest.approx(transformers_losses(theirs, data), rel=1e-4)
+    embeddings = ours.bert.embeddings.word_embeddings.weight.detach()[: SHAPE["vocab_size"]]  # megabio pads rows
+    start = start[: SHAPE["vocab_size"]]
+    assert (embeddings - start).abs().max() > 1e-3  # the steps moved the encoder ...
+    assert torch.allclose(embeddings, theirs.bert.embeddings.word_embeddings.weight, atol=1e-5)  # ... alike
+    assert torch.allclose(ours.head.classifier.weight, getattr(theirs, head_name).weight, atol=1e-5)
