@@ -79,13 +79,14 @@ def matmul_flops_per_second(dtype: torch.dtype, product: Callable[[torch.Tensor,
     return best
 
 
-def matmul_rates() -> dict[str, dict[str, float]]:
-    """GFLOP/s of a 2048^3 product per dtype: ATen's matmul (what transformers' layers run) and megabio's
-    linear. Only float32 on oneDNN (`cpu_gemm()`) is a different GEMM; otherwise megabio's rate is ATen's,
-    not measured twice."""
+def matmul_rates(precisions: list[str]) -> dict[str, dict[str, float]]:
+    """GFLOP/s of a 2048^3 product per dtype asked for (bf16 can take minutes on a CPU without native bf16):
+    ATen's matmul (what transformers' layers run) and megabio's linear. Only float32 on oneDNN (`cpu_gemm()`)
+    is a different GEMM; otherwise megabio's rate is ATen's, not measured twice."""
     rates = {}
     with torch.no_grad():
-        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        for name in precisions:
+            dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[name]
             aten = matmul_flops_per_second(dtype, torch.matmul) / 1e9
             own_gemm = dtype == torch.float32 and cpu_gemm() == "onednn"
             rates[name] = {"aten": aten, "megabio": (matmul_flops_per_second(dtype, lambda a, b: linear(a, b)) / 1e9
@@ -234,10 +235,11 @@ def main() -> None:
     flops = training_flops(config, args.batch, args.seq)
     print(f"preset {args.preset}, batch {args.batch} x seq {args.seq}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, {active_allocator()}; median of {args.steps} steps, the models taking turns")
-    rates = matmul_rates()
-    print(f"{amx_status()}; megabio's float32 GEMM: {cpu_gemm()}; 2048^3 matmul GFLOP/s: fp32 ATen "
-          f"{rates['fp32']['aten']:.0f}, megabio's linear {rates['fp32']['megabio']:.0f}; bf16 (one GEMM for "
-          f"both) {rates['bf16']['aten']:.0f}")
+    rates = matmul_rates(args.precisions)
+    measured = {"fp32": lambda r: f"fp32 ATen {r['aten']:.0f}, megabio's linear {r['megabio']:.0f}",
+                "bf16": lambda r: f"bf16 (one GEMM for both) {r['aten']:.0f}"}
+    print(f"{amx_status()}; megabio's float32 GEMM: {cpu_gemm()}; 2048^3 matmul GFLOP/s: "
+          + "; ".join(measured[name](rates[name]) for name in args.precisions))
     print("| precision | megabio | tok/s | transformers tok/s | ratio | megabio GFLOP/s | matmul GFLOP/s "
           "| % of matmul | ratio at the matmul rate |")
     print("|---|---|---|---|---|---|---|---|---|")
