@@ -17,12 +17,12 @@ CUDA_BUILD := build/cuda-check
 
 install: $(STAMP)
 
-# The kernels compile at install time, so a change under csrc/ reinstalls.
+# The kernels compile at install time, so a change under csrc/ reinstalls. seqeval ships only an sdist whose
+# version pip reads only with build isolation (without it pip falls back to 0.0.x), so it goes in first.
 $(STAMP): setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cpu/*.h csrc/data/*.cpp)
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip setuptools wheel ninja
 	$(PYTHON) -m pip install --quiet "$(TORCH)"
-	# seqeval ships only an sdist whose version needs build isolation to read (without it pip falls back to 0.0.x).
 	$(PYTHON) -m pip install --quiet "seqeval>=1.2"
 	$(PYTHON) -m pip install --quiet --no-build-isolation -e ".[test]"
 	touch $(STAMP)
