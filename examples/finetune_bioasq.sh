@@ -4,11 +4,16 @@
 # of 2048 with dropout 0.1. Scores: SQuAD EM / F1 and BioASQ strict / lenient accuracy and MRR.
 #
 #   CHECKPOINT=bio-mb BIOASQ=data/qa/BioASQ-7b [SQUAD_TRAIN=train-v1.1.json SQUAD_DEV=dev-v1.1.json] \
-#     [TP=2] examples/finetune_bioasq.sh [more megabio finetune qa flags, e.g. --dry-run]
+#     [GOLDEN="7B1_golden.json ... 7B5_golden.json"] [TP=2] examples/finetune_bioasq.sh [more megabio finetune qa
+#     flags, e.g. --dry-run]
+#
+# GOLDEN: the golden files to score against (default $BIOASQ/7B_golden.json); one per test batch reports each
+# batch and the mean over the batches, as the paper's table does.
 set -euo pipefail
 : "${CHECKPOINT:?set CHECKPOINT (a megabio, transformers or converted Megatron-LM checkpoint)}"
 : "${BIOASQ:?set BIOASQ (the folder with BioASQ-train-factoid-7b.json, BioASQ-test-factoid-7b.json, 7B_golden.json)}"
 OUT=${OUT:-runs/qa}
+read -r -a golden <<< "${GOLDEN:-$BIOASQ/7B_golden.json}"
 head=(--num-fc-layers 2 --fc-hidden-size 2048 --fc-dropout 0.1)
 run=(python -m megabio)
 dry_run=false
@@ -28,4 +33,4 @@ fi
 # The BioASQ training set has no separate dev split: its own questions select the epoch.
 "${run[@]}" finetune qa --checkpoint "$start" --train "$BIOASQ/BioASQ-train-factoid-7b.json" \
   --dev "$BIOASQ/BioASQ-train-factoid-7b.json" --test "$BIOASQ/BioASQ-test-factoid-7b.json" \
-  --golden "$BIOASQ/7B_golden.json" --output-dir "$OUT/bioasq" "${head[@]}" "$@"
+  --golden "${golden[@]}" --output-dir "$OUT/bioasq" "${head[@]}" "$@"

@@ -82,7 +82,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "nbest.json, predictions.json, metrics.json, labels.json and the model into --output-dir; "
                     "with --golden, also the pooled BioASQ submission and its scores.")
     _add_finetune_arguments(qa, "span")
-    qa.add_argument("--golden", metavar="FILE", help="BioASQ golden JSON: score the pooled factoid submission")
+    qa.add_argument("--golden", nargs="+", default=[], metavar="FILE",
+                    help="BioASQ golden JSON: score the pooled factoid submission; one file per test batch "
+                         "(e.g. 7B1_golden.json ... 7B5_golden.json) reports each batch and their mean")
     for name, value in SpanSettings().__dict__.items():
         qa.add_argument(f"--{name.replace('_', '-')}", type=int, default=value)
     qa.set_defaults(handler=_finetune_qa, lr=3e-5, seq_length=384)
@@ -120,7 +122,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate_squad.add_argument("--pred", required=True, metavar="FILE", help="predictions.json: id -> answer")
     evaluate_squad.set_defaults(handler=_evaluate_squad)
     evaluate_bioasq = evaluate_tasks.add_parser("bioasq", help="BioASQ factoid strict / lenient accuracy and MRR")
-    evaluate_bioasq.add_argument("--gold", required=True, metavar="FILE", help="BioASQ golden JSON")
+    evaluate_bioasq.add_argument("--gold", required=True, nargs="+", metavar="FILE",
+                                 help="BioASQ golden JSON; one file per test batch reports each batch and the "
+                                      "mean over them (the convention of BioBERT's and BioMegatron's tables)")
     evaluate_bioasq.add_argument("--pred", required=True, metavar="FILE", help="BioASQ submission JSON")
     evaluate_bioasq.set_defaults(handler=_evaluate_bioasq)
 
@@ -215,9 +219,9 @@ def _evaluate_squad(args: argparse.Namespace) -> int:
 
 
 def _evaluate_bioasq(args: argparse.Namespace) -> int:
-    from megabio.finetune.bioasq import factoid_scores
+    from megabio.finetune.bioasq import load_golden, scores_over_batches
 
-    print(json.dumps(factoid_scores(_read_json(args.gold), _read_json(args.pred), args.gold), indent=2))
+    print(json.dumps(scores_over_batches(load_golden(args.gold), _read_json(args.pred)), indent=2))
     return 0
 
 

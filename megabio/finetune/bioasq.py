@@ -12,15 +12,19 @@ gold factoid question without a submission scores 0; answers past the fifth are 
 
 from __future__ import annotations
 
+import json
 import re
+import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from megabio.config import ConfigError
 
 MAX_ANSWERS = 5
 MAX_ANSWER_CHARS = 100
+SCORES = ("strict_acc", "lenient_acc", "mrr")
 _SNIPPET_ID = re.compile(r"^(.+)_(\d{3})$")
 
 
@@ -79,6 +83,8 @@ def factoid_scores(golden: Mapping[str, Any], submitted: Mapping[str, Any], wher
             if q.get("type") == "factoid"}
     if not gold:
         raise ConfigError(f"{where}: no factoid questions in the golden file")
+    if not isinstance(submitted, Mapping) or not isinstance(submitted.get("questions", []), list):
+        raise ConfigError('the submission is not BioASQ\'s JSON ({"questions": [{"id", "exact_answer"}, ...]})')
     ranked = {q["id"]: _submitted(q.get("exact_answer")) for q in submitted.get("questions", [])}
     strict = lenient = reciprocal = 0.0
     for qid, synonyms in gold.items():
@@ -91,3 +97,29 @@ def factoid_scores(golden: Mapping[str, Any], submitted: Mapping[str, Any], wher
     n = len(gold)
     return {"strict_acc": 100 * strict / n, "lenient_acc": 100 * lenient / n, "mrr": 100 * reciprocal / n,
             "questions": n}
+
+
+def load_golden(paths: Sequence[str]) -> dict[str, dict]:
+    """path -> golden JSON for each of `paths` (one per test batch), each checked to hold factoid questions."""
+    goldens: dict[str, dict] = {}
+    for path in paths:
+        if path in goldens:
+            raise ConfigError(f"{path}: golden file given twice")
+        try:
+            goldens[path] = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path}: not a BioASQ golden JSON file ({error})") from None
+        if not isinstance(goldens[path], dict):
+            raise ConfigError(f"{path}: not a BioASQ golden JSON file (no top-level object)")
+        factoid_scores(goldens[path], {"questions": []}, path)  # fails here without factoid questions
+    return goldens
+
+
+def scores_over_batches(goldens: Mapping[str, Mapping[str, Any]], submitted: Mapping[str, Any]) -> dict[str, Any]:
+    """The scores against one golden file; against several (the batches of a test set), the mean of each
+    score over the batches, the questions of all of them, and each batch's scores under "batches"."""
+    per_batch = {path: factoid_scores(golden, submitted, path) for path, golden in goldens.items()}
+    if len(per_batch) == 1:
+        return next(iter(per_batch.values()))
+    return {**{name: statistics.fmean(scores[name] for scores in per_batch.values()) for name in SCORES},
+            "questions": sum(scores["questions"] for scores in per_batch.values()), "batches": per_batch}

@@ -8,12 +8,11 @@ import json
 import math
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 
 from megabio.finetune.batching import pad, pad_inputs
-from megabio.finetune.bioasq import factoid_scores, pool_nbest, submission
+from megabio.finetune.bioasq import load_golden, pool_nbest, scores_over_batches, submission
 from megabio.finetune.config import FinetuneConfig, SpanSettings
 from megabio.finetune.qa_data import Feature, Question, make_features, read_squad
 from megabio.finetune.recipe import (
@@ -87,22 +86,17 @@ def _gold(questions: Sequence[Question]) -> dict[str, list[str]]:
 
 def finetune_qa(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str | os.PathLike,
                 config: FinetuneConfig = FinetuneConfig(lr=3e-5, seq_length=384),
-                settings: SpanSettings = SpanSettings(), golden: str | None = None,
+                settings: SpanSettings = SpanSettings(), golden: str | Sequence[str] = (),
                 state: ParallelState | None = None, vocab_file: str | None = None, overwrite: bool = False,
                 log: Callable[[str], None] = print) -> dict:
-    """Fine-tune the encoder at `checkpoint` for span extraction; results (and with `golden`, the BioASQ
-    submission and scores) in `output_dir`."""
+    """Fine-tune the encoder at `checkpoint` for span extraction; results (and with `golden`, one BioASQ
+    golden file or one per test batch, the submission and its scores) in `output_dir`."""
     train = read_squad(files.train)
     dev = train if files.dev == files.train else read_squad(files.dev)  # BioASQ: no dev split of its own
     test = read_squad(files.test, require_answers=False) if files.test else None
     scored = test if test is not None else dev
-    golden_data = None
-    if golden is not None:
-        try:
-            golden_data = json.loads(Path(golden).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{golden}: not a BioASQ golden JSON file ({error})") from None
-        factoid_scores(golden_data, {"questions": []}, golden)  # fails early without factoid questions
+    goldens = load_golden([golden] if isinstance(golden, str) else golden)
+    if goldens:
         pool_nbest({q.id: [] for q in scored}, files.test or files.dev)  # ... or on ids without snippet suffixes
 
     def prepare(model, tokenizer, device) -> TaskData:
@@ -125,11 +119,12 @@ def finetune_qa(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str
             if gold := _gold(scored):
                 metrics.update(squad_scores(gold, best))
             files_out = {"nbest.json": json.dumps(nbest, indent=1), "predictions.json": json.dumps(best, indent=1)}
-            if golden_data is not None:
+            if goldens:
                 bioasq = submission(pool_nbest(nbest))
-                metrics["bioasq"] = factoid_scores(golden_data, bioasq, golden)
+                metrics["bioasq"] = scores_over_batches(goldens, bioasq)
                 files_out["bioasq_submission.json"] = json.dumps(bioasq, indent=1)
-                log(f"BioASQ factoid: strict {metrics['bioasq']['strict_acc']:.2f} lenient "
+                over = f" (mean over {len(goldens)} batches)" if len(goldens) > 1 else ""
+                log(f"BioASQ factoid{over}: strict {metrics['bioasq']['strict_acc']:.2f} lenient "
                     f"{metrics['bioasq']['lenient_acc']:.2f} MRR {metrics['bioasq']['mrr']:.2f}")
             return metrics, files_out
 

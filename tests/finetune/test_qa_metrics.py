@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from megabio.config import ConfigError
-from megabio.finetune.bioasq import factoid_scores, pool_nbest, submission
+from megabio.finetune.bioasq import factoid_scores, load_golden, pool_nbest, scores_over_batches, submission
 from megabio.finetune.squad_metrics import normalize_answer, squad_scores, token_f1
 
 
@@ -53,3 +55,33 @@ def test_bioasq_factoid_scores_by_hand():
     assert scores["mrr"] == pytest.approx(100 * (1 + 1 / 3) / 4)
     with pytest.raises(ConfigError, match="no factoid questions"):
         factoid_scores({"questions": [golden["questions"][-1]]}, submitted, "golden.json")
+
+
+def test_bioasq_batches_are_scored_apart_and_averaged_by_hand(tmp_path):
+    def factoid(qid: str, answer: str) -> dict:
+        return {"id": qid, "type": "factoid", "exact_answer": [[answer]]}
+
+    batch1 = {"questions": [factoid("a", "IL-6"), factoid("b", "TNF")]}
+    batch2 = {"questions": [factoid("c", "p53"), factoid("d", "BRCA1"), factoid("e", "EGFR"),
+                            {"id": "y", "type": "yesno", "exact_answer": "yes"}]}
+    submitted = {"questions": [{"id": "a", "exact_answer": [["il-6"]]},              # batch 1: rank 1
+                               {"id": "b", "exact_answer": [["x"], ["y"], ["TNF"]]},  # rank 3
+                               {"id": "e", "exact_answer": [["x"], ["egfr"]]}]}       # batch 2: rank 2; c, d 0
+    paths = []
+    for name, batch in (("7B1_golden.json", batch1), ("7B2_golden.json", batch2)):
+        paths.append(str(tmp_path / name))
+        (tmp_path / name).write_text(json.dumps(batch))
+    scores = scores_over_batches(load_golden(paths), submitted)
+    # batch 1: strict 1/2, lenient 2/2, MRR (1 + 1/3)/2; batch 2: strict 0, lenient 1/3, MRR (1/2)/3
+    assert scores["strict_acc"] == pytest.approx(100 * (1 / 2 + 0) / 2)
+    assert scores["lenient_acc"] == pytest.approx(100 * (1 + 1 / 3) / 2)
+    assert scores["mrr"] == pytest.approx(100 * ((1 + 1 / 3) / 2 + (1 / 2) / 3) / 2)
+    assert scores["questions"] == 5
+    assert scores["batches"][paths[1]] == factoid_scores(batch2, submitted)
+    # One file: its own scores, no batch breakdown; the same file twice is an error.
+    assert scores_over_batches(load_golden(paths[:1]), submitted) == factoid_scores(batch1, submitted)
+    with pytest.raises(ConfigError, match=r"7B1_golden\.json: golden file given twice"):
+        load_golden([paths[0], paths[0]])
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ConfigError, match=r"broken\.json: not a BioASQ golden JSON"):
+        load_golden([paths[0], str(tmp_path / "broken.json")])

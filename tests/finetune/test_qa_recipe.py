@@ -61,6 +61,24 @@ def test_scores_agree_with_the_evaluate_commands(run, capsys):
     assert json.loads(capsys.readouterr().out)["mrr"] == pytest.approx(metrics["bioasq"]["mrr"])
 
 
+def test_evaluate_bioasq_reports_each_batch_and_their_mean(run, capsys):
+    root, _, _, golden, _ = run
+    questions = json.loads(golden.read_text())["questions"]
+    batches = [root / "batch1.json", root / "batch2.json"]
+    for path, part in zip(batches, (questions[:10], questions[10:]), strict=True):
+        path.write_text(json.dumps({"questions": part}))
+    prediction = str(root / "out" / "bioasq_submission.json")
+    per_batch = []
+    for path in batches:
+        assert main(["evaluate", "bioasq", "--gold", str(path), "--pred", prediction]) == 0
+        per_batch.append(json.loads(capsys.readouterr().out))
+    assert main(["evaluate", "bioasq", "--gold", *map(str, batches), "--pred", prediction]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    for name in ("strict_acc", "lenient_acc", "mrr"):
+        assert scores[name] == pytest.approx((per_batch[0][name] + per_batch[1][name]) / 2)
+        assert scores["batches"][str(batches[1])][name] == pytest.approx(per_batch[1][name])
+
+
 @pytest.mark.parametrize("case", ["answer_start", "suffix", "no_factoid", "empty"])
 def test_bad_input(run, tmp_path, capsys, case):
     _, checkpoint, files, golden, _ = run
