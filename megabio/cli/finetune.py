@@ -85,6 +85,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     qa.add_argument("--golden", nargs="+", default=[], metavar="FILE",
                     help="BioASQ golden JSON: score the pooled factoid submission; one file per test batch "
                          "(e.g. 7B1_golden.json ... 7B5_golden.json) reports each batch and their mean")
+    _add_bioasq_submission(qa)
     for name, value in SpanSettings().__dict__.items():
         qa.add_argument(f"--{name.replace('_', '-')}", type=int, default=value)
     qa.set_defaults(handler=_finetune_qa, lr=3e-5, seq_length=384)
@@ -104,6 +105,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     predict_re.add_argument("--input", required=True, metavar="FILE")
     predict_re.add_argument("--output", metavar="FILE", help="write here instead of standard output")
     predict_re.set_defaults(handler=_predict_re)
+    predict_qa = predict_tasks.add_parser(
+        "qa", help="answer the questions of a SQuAD JSON file (answers optional)",
+        description="Answer with the window and n-best settings the model was trained with; write nbest.json, "
+                    "predictions.json and metrics.json (SQuAD EM / F1 where the file has answers) into "
+                    "--output-dir, with --bioasq or --golden also the pooled BioASQ submission (and its scores).")
+    predict_qa.add_argument("--model", required=True, metavar="DIR", help="a `megabio finetune qa` output")
+    predict_qa.add_argument("--input", required=True, metavar="FILE", help="SQuAD v1.1 JSON")
+    predict_qa.add_argument("--output-dir", required=True, metavar="DIR")
+    predict_qa.add_argument("--golden", nargs="+", default=[], metavar="FILE",
+                            help="BioASQ golden JSON (one per test batch: each batch and their mean)")
+    _add_bioasq_submission(predict_qa)
+    predict_qa.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
+    predict_qa.set_defaults(handler=_predict_qa)
 
     evaluate_tasks = command_group(subparsers, "evaluate", "score predictions against gold", "TASK")
     evaluate_ner = evaluate_tasks.add_parser("ner", help="conlleval entity-level precision, recall and F1 (JSON)")
@@ -186,6 +200,12 @@ def _evaluate_re(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bioasq_submission(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bioasq", action="store_true",
+                        help="also write bioasq_submission.json, the n-best of each question's snippets (ids "
+                             "<question>_<nnn>) pooled, without a golden file to score it (--golden implies it)")
+
+
 def _finetune_qa(args: argparse.Namespace) -> int:
     if args.dry_run:
         return _dry_run(args)
@@ -195,10 +215,19 @@ def _finetune_qa(args: argparse.Namespace) -> int:
     state = parallel_state(args.tensor_model_parallel_size)
     settings = SpanSettings(**{name: getattr(args, name) for name in SpanSettings().__dict__})
     metrics = finetune_qa(args.checkpoint, TaskFiles(args.train, args.dev, args.test), args.output_dir,
-                          finetune_config(args), settings, args.golden, state, vocab_file=args.vocab_file,
+                          finetune_config(args), settings, args.golden, args.bioasq, state, vocab_file=args.vocab_file,
                           overwrite=args.overwrite, log=first_rank_log(state))
     if state.tp_rank == 0 and state.dp_rank == 0:
         print(json.dumps({k: metrics[k] for k in ("exact_match", "f1", "bioasq", "evaluated_on") if k in metrics}))
+    return 0
+
+
+def _predict_qa(args: argparse.Namespace) -> int:
+    from megabio.finetune.qa import predict_qa
+
+    metrics = predict_qa(args.model, args.input, args.output_dir, args.golden, args.bioasq, args.overwrite,
+                         log=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(metrics))
     return 0
 
 

@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from megabio.config import ConfigError
 from megabio.finetune.batching import pad, pad_inputs
 from megabio.finetune.bioasq import load_golden, pool_nbest, scores_over_batches, submission
 from megabio.finetune.config import FinetuneConfig, SpanSettings
+from megabio.finetune.output import OutputDir
 from megabio.finetune.qa_data import Feature, Question, make_features, read_squad
 from megabio.finetune.recipe import (
     ModelLoss,
@@ -84,19 +86,40 @@ def _gold(questions: Sequence[Question]) -> dict[str, list[str]]:
     return {q.id: [text for text, _ in q.answers] for q in questions if q.answers}
 
 
+def scored_answers(nbest: dict[str, list[dict]], questions: Sequence[Question], goldens: dict[str, dict],
+                   bioasq: bool, log: Callable[[str], None]) -> tuple[dict, dict[str, str]]:
+    """(metrics, {file name: text}) of n-best answers: nbest.json, predictions.json (the best answer each),
+    SQuAD EM / F1 where the questions have answers; with `bioasq`, the pooled submission, scored against
+    `goldens` (path -> golden JSON) when there are any."""
+    best = {qid: top[0]["text"] for qid, top in nbest.items()}
+    metrics: dict = squad_scores(gold, best) if (gold := _gold(questions)) else {}
+    files = {"nbest.json": json.dumps(nbest, indent=1), "predictions.json": json.dumps(best, indent=1)}
+    if bioasq:
+        pooled = submission(pool_nbest(nbest))
+        files["bioasq_submission.json"] = json.dumps(pooled, indent=1)
+        if goldens:
+            metrics["bioasq"] = scores_over_batches(goldens, pooled)
+            over = f" (mean over {len(goldens)} batches)" if len(goldens) > 1 else ""
+            log(f"BioASQ factoid{over}: strict {metrics['bioasq']['strict_acc']:.2f} lenient "
+                f"{metrics['bioasq']['lenient_acc']:.2f} MRR {metrics['bioasq']['mrr']:.2f}")
+    return metrics, files
+
+
 def finetune_qa(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str | os.PathLike,
                 config: FinetuneConfig = FinetuneConfig(lr=3e-5, seq_length=384),
-                settings: SpanSettings = SpanSettings(), golden: str | Sequence[str] = (),
+                settings: SpanSettings = SpanSettings(), golden: str | Sequence[str] = (), bioasq: bool = False,
                 state: ParallelState | None = None, vocab_file: str | None = None, overwrite: bool = False,
                 log: Callable[[str], None] = print) -> dict:
-    """Fine-tune the encoder at `checkpoint` for span extraction; results (and with `golden`, one BioASQ
-    golden file or one per test batch, the submission and its scores) in `output_dir`."""
+    """Fine-tune the encoder at `checkpoint` for span extraction; results in `output_dir`, with `bioasq` the
+    pooled BioASQ submission too, and with `golden` (one BioASQ golden file or one per test batch) also its
+    scores."""
     train = read_squad(files.train)
     dev = train if files.dev == files.train else read_squad(files.dev)  # BioASQ: no dev split of its own
     test = read_squad(files.test, require_answers=False) if files.test else None
     scored = test if test is not None else dev
     goldens = load_golden([golden] if isinstance(golden, str) else golden)
-    if goldens:
+    bioasq = bioasq or bool(goldens)
+    if bioasq:
         pool_nbest({q.id: [] for q in scored}, files.test or files.dev)  # ... or on ids without snippet suffixes
 
     def prepare(model, tokenizer, device) -> TaskData:
@@ -113,20 +136,8 @@ def finetune_qa(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str
             return squad_scores(_gold(dev), best)["f1"]
 
         def finish() -> tuple[dict, dict[str, str]]:
-            nbest = answers("scored", scored)
-            best = {qid: top[0]["text"] for qid, top in nbest.items()}
-            metrics: dict = {"evaluated_on": "test" if test is not None else "dev"}
-            if gold := _gold(scored):
-                metrics.update(squad_scores(gold, best))
-            files_out = {"nbest.json": json.dumps(nbest, indent=1), "predictions.json": json.dumps(best, indent=1)}
-            if goldens:
-                bioasq = submission(pool_nbest(nbest))
-                metrics["bioasq"] = scores_over_batches(goldens, bioasq)
-                files_out["bioasq_submission.json"] = json.dumps(bioasq, indent=1)
-                over = f" (mean over {len(goldens)} batches)" if len(goldens) > 1 else ""
-                log(f"BioASQ factoid{over}: strict {metrics['bioasq']['strict_acc']:.2f} lenient "
-                    f"{metrics['bioasq']['lenient_acc']:.2f} MRR {metrics['bioasq']['mrr']:.2f}")
-            return metrics, files_out
+            metrics, files_out = scored_answers(answers("scored", scored), scored, goldens, bioasq, log)
+            return {"evaluated_on": "test" if test is not None else "dev", **metrics}, files_out
 
         return TaskData(ModelLoss("input_ids", "attention_mask", "token_type_ids", "start_positions",
                                   "end_positions"),
@@ -136,3 +147,39 @@ def finetune_qa(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str
 
     return run_finetuning(checkpoint, output_dir, TaskSpec("qa", "span", ["start", "end"], "dev_f1"), prepare, config,
                           state, vocab_file, overwrite, log)
+
+
+def predict_qa(model_dir: str | os.PathLike, input_path: str | os.PathLike, output_dir: str | os.PathLike,
+               golden: Sequence[str] = (), bioasq: bool = False, overwrite: bool = False,
+               log: Callable[[str], None] = print) -> dict:
+    """Answer the questions of a SQuAD JSON file (answers optional) with a fine-tuned QA model, with the
+    window and n-best settings it was trained with; writes what `finetune qa` writes for its scored file
+    (nbest.json, predictions.json, metrics.json; with `bioasq` or `golden`, the BioASQ submission and its
+    scores) into `output_dir`, staged and renamed into place."""
+    from megabio.finetune.checkpoints import load_task_model, model_directory
+
+    model, tokenizer, task = load_task_model(model_directory(model_dir))
+    if task.get("name") != "qa":
+        raise ConfigError(f"{model_dir}: a {task.get('name')} model, not question answering")
+    questions = read_squad(input_path, require_answers=False)
+    goldens = load_golden(golden)
+    bioasq = bioasq or bool(goldens)
+    if bioasq:
+        pool_nbest({q.id: [] for q in questions}, str(input_path))  # ids without snippet suffixes fail here
+    output = OutputDir(output_dir, writer=True, overwrite=overwrite)
+    settings = SpanSettings(**{name: task[name] for name in SpanSettings().__dict__})
+    features = make_features(questions, tokenizer, task["seq_length"], settings.doc_stride,
+                             settings.max_query_length)
+    log(f"QA: {len(questions)} questions ({len(features)} windows) from {input_path}")
+    nbest = nbest_answers(model, features, questions, settings, torch.device("cpu"))
+    metrics, files = scored_answers(nbest, questions, goldens, bioasq, log)
+    output.open()
+    try:
+        output.write_json("metrics.json", metrics)
+        for name, text in files.items():
+            output.write_text(name, text)
+        output.commit()
+    except BaseException:
+        output.discard()
+        raise
+    return metrics

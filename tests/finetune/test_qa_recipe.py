@@ -61,6 +61,32 @@ def test_scores_agree_with_the_evaluate_commands(run, capsys):
     assert json.loads(capsys.readouterr().out)["mrr"] == pytest.approx(metrics["bioasq"]["mrr"])
 
 
+def test_predict_answers_as_the_run_did(run, tmp_path, capsys):
+    root, checkpoint, files, golden, metrics = run
+    out = tmp_path / "predicted"
+    assert main(["predict", "qa", "--model", str(root / "out"), "--input", files.test, "--golden", str(golden),
+                 "--output-dir", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["bioasq"] == pytest.approx(metrics["bioasq"])
+    for name in ("predictions.json", "bioasq_submission.json"):
+        assert json.loads((out / name).read_text()) == json.loads((root / "out" / name).read_text())
+    ours, theirs = (json.loads((path / "nbest.json").read_text()) for path in (out, root / "out"))
+    assert {q: [a["text"] for a in top] for q, top in ours.items()} == {q: [a["text"] for a in top]
+                                                                         for q, top in theirs.items()}
+    assert [a["probability"] for top in ours.values() for a in top] == pytest.approx(
+        [a["probability"] for top in theirs.values() for a in top])
+    # --bioasq without a golden file: the submission alone; a non-empty output directory is refused.
+    assert main(["predict", "qa", "--model", str(root / "out" / "model"), "--input", files.test, "--bioasq",
+                 "--output-dir", str(tmp_path / "submission")]) == 0
+    assert json.loads(capsys.readouterr().out) == {}
+    assert (tmp_path / "submission" / "bioasq_submission.json").read_bytes() == (
+        out / "bioasq_submission.json").read_bytes()
+    assert main(["predict", "qa", "--model", str(root / "out"), "--input", files.test, "--output-dir", str(out)]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert main(["predict", "qa", "--model", str(checkpoint), "--input", files.test,
+                 "--output-dir", str(tmp_path / "none")]) == 2
+    assert "not a fine-tuned model" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
 def test_evaluate_bioasq_reports_each_batch_and_their_mean(run, capsys):
     root, _, _, golden, _ = run
     questions = json.loads(golden.read_text())["questions"]
