@@ -79,6 +79,12 @@ def compiled_ops() -> object | None:
     return torch.ops.megabio
 
 
+def wide_cpu_vectors() -> bool:
+    """Whether the CPU kernels were built for AVX-512 (16 floats a vector; AVX2 has 8)."""
+    module = _load()[0]
+    return module is not None and module.cpu_capability.startswith("avx512")
+
+
 def supports_device(device: torch.device) -> bool:
     """Whether the compiled extension has kernels for tensors on `device`."""
     module = _load()[0]

@@ -1,11 +1,12 @@
 """gelu(x + bias), exact (erf) or tanh-approximated: the approximation is always an explicit choice.
 
 Dispatch: CUDA or C++ CPU kernel (forward, and backward with the bias gradient fused), else the reference.
-On CPU in half precision, where GeLU is bound by arithmetic, the forward also writes gelu'(x + bias) from
-the same exponential and saves it in place of x (the same memory), so the backward only multiplies; the
-saved derivative is rounded once to the storage type, like x itself is when x is saved instead. In float32
-the extra 4-byte write costs more than the exponential it saves, and on GPU memory bounds GeLU: there the
-backward recomputes gelu' from x, as Megatron's does.
+On CPU where GeLU is bound by arithmetic (half precision; float32 on CPUs without AVX-512, whose vectors
+hold half as many floats), the forward also writes gelu'(x + bias) from the same exponential and saves it
+in place of x (the same memory), so the backward only multiplies; the saved derivative is rounded once to
+the storage type, like x itself is when x is saved instead. In float32 with AVX-512 the extra 4-byte write
+costs more than the exponential it saves, and on GPU memory bounds GeLU: there the backward recomputes
+gelu' from x, as Megatron's does.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def bias_gelu_reference(x: torch.Tensor, bias: torch.Tensor | None, approximate:
 
 def _saves_derivative(x: torch.Tensor) -> bool:
     """Whether the training forward saves gelu' instead of the backward recomputing it (see above)."""
-    return x.device.type == "cpu" and x.element_size() == 2
+    return x.device.type == "cpu" and (x.element_size() == 2
+                                       or (x.dtype == torch.float32 and not _extension.wide_cpu_vectors()))
 
 
 class _BiasGelu(torch.autograd.Function):
