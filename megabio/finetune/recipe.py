@@ -19,7 +19,7 @@ from megabio.finetune.trainer import fit, steps_per_epoch
 from megabio.io.vocab import check_same_vocabulary
 from megabio.model.task_models import HeadConfig, TaskKind
 from megabio.parallel import ParallelState
-from megabio.training.engine import Batch, Engine, Task, evaluate, training_device
+from megabio.training.engine import Batch, Engine, Task, evaluate, slow_precision_note, training_device
 from megabio.training.progress import ProgressLog
 
 
@@ -128,6 +128,8 @@ def run_finetuning(checkpoint: str | os.PathLike, output_dir: str | os.PathLike,
     engine = Engine(model, data.task, config.train_config(steps, state.dp_size), state, device)
     log(f"{spec.name}: {model.config.num_layers} layers x {model.config.hidden_size}, TP={state.tp_size} "
         f"DP={state.dp_size}, {config.epochs} epochs, {steps} steps on {device.type}")
+    if note := slow_precision_note(config.precision, device):
+        log(note)
     progress = ProgressLog(model.config, state, device, log, config.tensorboard_dir)
     staging = output.open()
     try:

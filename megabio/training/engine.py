@@ -62,6 +62,23 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
+def slow_precision_note(precision: str, device: torch.device) -> str | None:
+    """Why `precision` trains slower than fp32 here, if it does: half precision on a CPU without native
+    arithmetic for it (bf16: AVX512-BF16 or AMX; fp16: AVX512-FP16 or AMX-FP16), where every matmul then
+    converts its operands in software."""
+    if device.type != "cpu" or precision == "fp32":
+        return None
+    try:
+        native = (torch.ops.mkldnn._is_mkldnn_bf16_supported() if precision == "bf16"
+                  else torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without the probe: no claim either way
+        return None
+    if native:
+        return None
+    return (f"--{precision}: this CPU has no native {precision} arithmetic, so its matmuls take a slow software "
+            f"path (an order of magnitude slower than fp32, the default); use fp32 here")
+
+
 def to_device(batch: Batch, device: torch.device) -> Batch:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 

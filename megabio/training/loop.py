@@ -17,7 +17,7 @@ from megabio.cpu_allocator import tcmalloc_hint
 from megabio.model import BertForPretraining
 from megabio.parallel import ParallelState
 from megabio.training.config import TrainConfig
-from megabio.training.engine import Batch, Engine, stop_requested, training_device
+from megabio.training.engine import Batch, Engine, slow_precision_note, stop_requested, training_device
 from megabio.training.progress import ProgressLog
 
 
@@ -109,6 +109,8 @@ def pretrain(model_config: ModelConfig, config: TrainConfig, dataset, state: Par
     elif initial_weights is not None:
         log(f"initialised from {config.init_from}" + (f"; freshly initialised: {', '.join(fresh)}" if fresh else "")
             + (f"; unused: {', '.join(unused)}" if unused else ""))
+    if note := slow_precision_note(config.precision, device):
+        log(note)
     progress = ProgressLog(model_config, state, device, log, config.tensorboard_dir)
     result = TrainResult(iteration=iteration)
 
