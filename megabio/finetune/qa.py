@@ -28,7 +28,7 @@ from megabio.finetune.recipe import (
 )
 from megabio.finetune.squad_metrics import squad_scores
 from megabio.parallel import ParallelState
-from megabio.training.engine import Batch
+from megabio.training.engine import Batch, training_device
 
 
 def collate(features: Sequence[Feature]) -> Batch:
@@ -171,7 +171,8 @@ def predict_qa(model_dir: str | os.PathLike, input_path: str | os.PathLike, outp
     features = make_features(questions, tokenizer, task["seq_length"], settings.doc_stride,
                              settings.max_query_length)
     log(f"QA: {len(questions)} questions ({len(features)} windows) from {input_path}")
-    nbest = nbest_answers(model, features, questions, settings, torch.device("cpu"))
+    device = training_device()  # this process's GPU when there is one
+    nbest = nbest_answers(model.to(device), features, questions, settings, device)
     metrics, files = scored_answers(nbest, questions, goldens, bioasq, log)
     output.open()
     try:
