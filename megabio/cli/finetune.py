@@ -82,10 +82,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "nbest.json, predictions.json, metrics.json, labels.json and the model into --output-dir; "
                     "with --golden, also the pooled BioASQ submission and its scores.")
     _add_finetune_arguments(qa, "span")
-    qa.add_argument("--golden", nargs="+", default=[], metavar="FILE",
-                    help="BioASQ golden JSON: score the pooled factoid submission; one file per test batch "
-                         "(e.g. 7B1_golden.json ... 7B5_golden.json) reports each batch and their mean")
-    _add_bioasq_submission(qa)
+    _add_bioasq_arguments(qa)
     for name, value in SpanSettings().__dict__.items():
         qa.add_argument(f"--{name.replace('_', '-')}", type=int, default=value)
     qa.set_defaults(handler=_finetune_qa, lr=3e-5, seq_length=384)
@@ -113,9 +110,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     predict_qa.add_argument("--model", required=True, metavar="DIR", help="a `megabio finetune qa` output")
     predict_qa.add_argument("--input", required=True, metavar="FILE", help="SQuAD v1.1 JSON")
     predict_qa.add_argument("--output-dir", required=True, metavar="DIR")
-    predict_qa.add_argument("--golden", nargs="+", default=[], metavar="FILE",
-                            help="BioASQ golden JSON (one per test batch: each batch and their mean)")
-    _add_bioasq_submission(predict_qa)
+    _add_bioasq_arguments(predict_qa)
     predict_qa.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
     predict_qa.set_defaults(handler=_predict_qa)
 
@@ -200,7 +195,10 @@ def _evaluate_re(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_bioasq_submission(parser: argparse.ArgumentParser) -> None:
+def _add_bioasq_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--golden", nargs="+", default=[], metavar="FILE",
+                        help="BioASQ golden JSON: score the pooled factoid submission; one file per test batch "
+                             "(e.g. 7B1_golden.json ... 7B5_golden.json) reports each batch and their mean")
     parser.add_argument("--bioasq", action="store_true",
                         help="also write bioasq_submission.json, the n-best of each question's snippets (ids "
                              "<question>_<nnn>) pooled, without a golden file to score it (--golden implies it)")
