@@ -86,6 +86,18 @@ def _gold(questions: Sequence[Question]) -> dict[str, list[str]]:
     return {q.id: [text for text, _ in q.answers] for q in questions if q.answers}
 
 
+def _bioasq_inputs(golden: str | Sequence[str], bioasq: bool, questions: Sequence[Question], where: str
+                   ) -> tuple[dict[str, dict], bool]:
+    """(golden files read, whether to write the BioASQ submission: asked for or implied by golden files),
+    checked before any work: golden files without factoid questions, or question ids in `where` without
+    their snippet suffix, fail here."""
+    goldens = load_golden([golden] if isinstance(golden, str) else golden)
+    bioasq = bioasq or bool(goldens)
+    if bioasq:
+        pool_nbest({q.id: [] for q in questions}, where)
+    return goldens, bioasq
+
+
 def scored_answers(nbest: dict[str, list[dict]], questions: Sequence[Question], goldens: dict[str, dict],
                    bioasq: bool, log: Callable[[str], None]) -> tuple[dict, dict[str, str]]:
     """(metrics, {file name: text}) of n-best answers: nbest.json, predictions.json (the best answer each),
@@ -117,10 +129,7 @@ def finetune_qa(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str
     dev = train if files.dev == files.train else read_squad(files.dev)  # BioASQ: no dev split of its own
     test = read_squad(files.test, require_answers=False) if files.test else None
     scored = test if test is not None else dev
-    goldens = load_golden([golden] if isinstance(golden, str) else golden)
-    bioasq = bioasq or bool(goldens)
-    if bioasq:
-        pool_nbest({q.id: [] for q in scored}, files.test or files.dev)  # ... or on ids without snippet suffixes
+    goldens, bioasq = _bioasq_inputs(golden, bioasq, scored, files.test or files.dev)
 
     def prepare(model, tokenizer, device) -> TaskData:
         features = encode_splits({"train": train, "dev": dev, "scored": scored},
@@ -150,7 +159,7 @@ def finetune_qa(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str
 
 
 def predict_qa(model_dir: str | os.PathLike, input_path: str | os.PathLike, output_dir: str | os.PathLike,
-               golden: Sequence[str] = (), bioasq: bool = False, overwrite: bool = False,
+               golden: str | Sequence[str] = (), bioasq: bool = False, overwrite: bool = False,
                log: Callable[[str], None] = print) -> dict:
     """Answer the questions of a SQuAD JSON file (answers optional) with a fine-tuned QA model, with the
     window and n-best settings it was trained with; writes what `finetune qa` writes for its scored file
@@ -162,10 +171,7 @@ def predict_qa(model_dir: str | os.PathLike, input_path: str | os.PathLike, outp
     if task.get("name") != "qa":
         raise ConfigError(f"{model_dir}: a {task.get('name')} model, not question answering")
     questions = read_squad(input_path, require_answers=False)
-    goldens = load_golden(golden)
-    bioasq = bioasq or bool(goldens)
-    if bioasq:
-        pool_nbest({q.id: [] for q in questions}, str(input_path))  # ids without snippet suffixes fail here
+    goldens, bioasq = _bioasq_inputs(golden, bioasq, questions, str(input_path))
     output = OutputDir(output_dir, writer=True, overwrite=overwrite)
     settings = SpanSettings(**{name: task[name] for name in SpanSettings().__dict__})
     features = make_features(questions, tokenizer, task["seq_length"], settings.doc_stride,
