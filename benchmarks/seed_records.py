@@ -96,9 +96,26 @@ def _mean_sd(values: list[float]) -> str:
     return f"{mean:.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
 
 
+def _gap(values: list[float], reference: list[float]) -> str:
+    """The difference of the means, with its standard error when the two sides have three seeds or more
+    between them (a gap within about two standard errors is not told apart from seed noise). The variance is
+    pooled over both sides: the two trainings differ only in their random draws
+    (tests/finetune/test_same_training_as_transformers.py), and a side with two seeds says little about its
+    own spread."""
+    gap = f"{statistics.fmean(values) - statistics.fmean(reference):+.2f}"
+    n, m = len(values), len(reference)
+    if n + m < 3:
+        return gap
+    squares = sum((v - statistics.fmean(values)) ** 2 for v in values) \
+        + sum((v - statistics.fmean(reference)) ** 2 for v in reference)
+    error = (squares / (n + m - 2) * (1 / n + 1 / m)) ** 0.5
+    return f"{gap} (s.e. {error:.2f})"
+
+
 def _print_seed_summary(records: list[dict], scores: list[str]) -> None:
     """Per task and run: the seeds, each score's mean ± sd over them and the mean's difference to
-    transformers' mean, and the mean seconds per epoch (when the runs used the same number of threads)."""
+    transformers' mean (with its standard error), and the mean seconds per epoch (when the runs used the
+    same number of threads)."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in records:
         groups[record["task"], record["run"]].append(record)
@@ -110,8 +127,7 @@ def _print_seed_summary(records: list[dict], scores: list[str]) -> None:
         cells = []
         for score in scores:
             values = [r[score] for r in runs]
-            gap = f"{statistics.fmean(values) - statistics.fmean(r[score] for r in reference):+.2f}" \
-                if reference and run != "transformers" else ""
+            gap = _gap(values, [r[score] for r in reference]) if reference and run != "transformers" else ""
             cells += [_mean_sd(values), gap]
         threads = {r.get("threads") for r in runs}
         seconds = f"{statistics.fmean(s for r in runs for s in r['epoch_seconds']):.0f}" if len(threads) == 1 \
