@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from megabio.cli import corpus, finetune, models
-from megabio.cli.common import run_reporting_errors
+from megabio.cli.common import run_reporting_errors, show_defaults
 
 
 def _add_pretrain(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_convert(subparsers)
     _add_pretrain(subparsers)
     finetune.add_commands(subparsers)
-    return parser
+    return show_defaults(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

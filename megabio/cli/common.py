@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
+import itertools
 import sys
+import textwrap
 from collections.abc import Callable
 from typing import TextIO
 
@@ -69,3 +73,33 @@ def print_memory_report(config, report: dict, tp: int, precision: str, micro_bat
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """A dataclass's attribute docstrings (the string under each field), as one-line help texts: the
+    configs document their fields once, and the flags built from them show the same words."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for field, doc in itertools.pairwise(body):
+        if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name) and isinstance(doc, ast.Expr)
+                and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)):
+            docs[field.target.id] = " ".join(doc.value.value.split()).replace("%", "%%")
+    return docs
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Append "(default: X)" to the help of every option of `parser` and its sub-commands that takes a value
+    and has a default its help does not already name, as `--help` readers expect."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                show_defaults(sub)
+            continue
+        unset = not isinstance(action.default, int | float) and not action.default  # None, "", []
+        if (not action.option_strings or action.nargs == 0  # switches: their default is "not given"
+                or unset or action.default == argparse.SUPPRESS
+                or action.help == argparse.SUPPRESS or "(default" in (action.help or "")):
+            continue
+        action.help = f"{action.help} (default: %(default)s)" if action.help else "default: %(default)s"
+    return parser

@@ -11,6 +11,7 @@ from pathlib import Path
 from megabio.cli.common import (
     add_precision_flags,
     command_group,
+    field_help,
     first_rank_log,
     parallel_state,
     print_memory_report,
@@ -35,10 +36,11 @@ def _add_finetune_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output-dir")
     parser.add_argument("--vocab-file", help="checked against the checkpoint's vocabulary")
     parser.add_argument("--tensor-model-parallel-size", type=int, default=1, metavar="N")
-    defaults = FinetuneConfig()
+    defaults, docs = FinetuneConfig(), field_help(FinetuneConfig)
     for name in _SHARED:
         value = getattr(defaults, name)
-        parser.add_argument(f"--{name.replace('_', '-')}", type=_TYPES.get(name, type(value)), default=value)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=_TYPES.get(name, type(value)), default=value,
+                            help=docs[name])
     parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=defaults.group_by_length,
                         help="batch examples of similar length together (faster; the default) or at random")
     parser.set_defaults(fc_dropout=DEFAULT_FC_DROPOUT[kind])  # the task's, so --dry-run prints it
@@ -83,8 +85,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "with --golden, also the pooled BioASQ submission and its scores.")
     _add_finetune_arguments(qa, "span")
     _add_bioasq_arguments(qa)
+    span_docs = field_help(SpanSettings)
     for name, value in SpanSettings().__dict__.items():
-        qa.add_argument(f"--{name.replace('_', '-')}", type=int, default=value)
+        qa.add_argument(f"--{name.replace('_', '-')}", type=int, default=value, help=span_docs[name])
     qa.set_defaults(handler=_finetune_qa, lr=3e-5, seq_length=384)
 
     predict_tasks = command_group(subparsers, "predict", "apply a fine-tuned model", "TASK")

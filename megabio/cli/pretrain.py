@@ -13,10 +13,12 @@ import torch.distributed as dist
 
 from megabio.cli.common import (
     add_precision_flags,
+    field_help,
     first_rank_log,
     parallel_state,
     print_memory_report,
     run_reporting_errors,
+    show_defaults,
 )
 from megabio.cli.megatron_flags import translate
 from megabio.config import PRESETS, ConfigError, ModelConfig
@@ -59,12 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parallel.add_argument("--use-distributed-optimizer", action="store_true",
                           help="ZeRO-1: shard the optimizer state over data-parallel ranks")
     train = parser.add_argument_group("training")
-    defaults = TrainConfig()
+    defaults, docs = TrainConfig(), field_help(TrainConfig)
     for name in ("micro_batch_size", "global_batch_size", "seq_length", "train_iters", "lr", "min_lr",
                  "lr_warmup_fraction", "weight_decay", "clip_grad", "adam_beta1", "adam_beta2", "adam_eps",
                  "seed", "log_interval", "save_interval", "initial_loss_scale"):
         value = getattr(defaults, name)
-        train.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+        train.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value, help=docs[name])
     train.add_argument("--lr-decay-style", choices=("linear", "cosine", "constant"), default="linear")
     train.add_argument("--lr-warmup-iters", type=int, help="Megatron's flag: warmup steps (instead of a fraction)")
     train.add_argument("--lr-decay-iters", type=int,
@@ -159,5 +161,6 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="megabio pretrain", description=__doc__)
     add_arguments(parser)
+    show_defaults(parser)
     argv = sys.argv[1:] if argv is None else list(argv)
     return run_reporting_errors(lambda: run(parser.parse_args(translate(argv))), "megabio pretrain")

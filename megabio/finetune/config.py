@@ -42,8 +42,8 @@ class FinetuneConfig:
     fc_hidden_size: int | None = None
     """Width of the first of two head layers; None: the encoder's hidden size."""
     fc_dropout: float | None = None
-    """Dropout on the encoder output before the head; None: the task's default (0.1 for NER and RE, 0 for QA:
-    DEFAULT_FC_DROPOUT)."""
+    """Dropout on the encoder output before the head; None: the task's default (0.1 for NER and RE, 0 for
+    QA)."""
     group_by_length: bool = True
     """Batch examples of similar length together (less padding, faster epochs) instead of at random."""
     log_interval: int = 50
