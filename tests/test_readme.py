@@ -4,6 +4,7 @@ that exists and only flags its `--help` lists, and the blocks marked `quick` run
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import re
 import shlex
@@ -65,3 +66,28 @@ QUICK = [words for quick, block in BLOCKS if quick for words in command_lines(bl
 def test_quick_commands_run(words):
     result = subprocess.run([sys.executable, "-m", "megabio", *words], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+NAMES = sorted(set(re.findall(r"`(megabio(?:\.\w+)+)`", README)))
+
+
+def _resolves(name: str) -> bool:
+    """Whether a dotted name is a module of the package or an attribute of one."""
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(target, attribute):
+                return False
+            target = getattr(target, attribute)
+        return True
+    return False
+
+
+def test_every_module_the_readme_names_exists():
+    assert len(NAMES) > 5
+    missing = [name for name in NAMES if not _resolves(name)]
+    assert not missing, f"the README names {missing}, which the package does not have"
