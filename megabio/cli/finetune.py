@@ -232,26 +232,19 @@ def _predict_qa(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_json(path: str):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a JSON file ({error})") from None
-
-
 def _evaluate_squad(args: argparse.Namespace) -> int:
     from megabio.finetune.qa_data import read_squad
-    from megabio.finetune.squad_metrics import squad_scores
+    from megabio.finetune.squad_metrics import read_predictions, squad_scores
 
     gold = {q.id: [text for text, _ in q.answers] for q in read_squad(args.gold)}
-    print(json.dumps(squad_scores(gold, _read_json(args.pred)), indent=2))
+    print(json.dumps(squad_scores(gold, read_predictions(args.pred)), indent=2))
     return 0
 
 
 def _evaluate_bioasq(args: argparse.Namespace) -> int:
-    from megabio.finetune.bioasq import load_golden, scores_over_batches
+    from megabio.finetune.bioasq import load_golden, read_submission, scores_over_batches
 
-    print(json.dumps(scores_over_batches(load_golden(args.gold), _read_json(args.pred)), indent=2))
+    print(json.dumps(scores_over_batches(load_golden(args.gold), read_submission(args.pred)), indent=2))
     return 0
 
 

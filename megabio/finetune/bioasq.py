@@ -64,28 +64,42 @@ def _synonyms(exact_answer: Any) -> set[str]:
     """Every gold synonym of a factoid question, lower-cased (nested lists flattened)."""
     if isinstance(exact_answer, str):
         return {exact_answer.lower()}
+    if not isinstance(exact_answer, list):
+        return set()
     return {s for item in exact_answer for s in _synonyms(item)}
 
 
 def _submitted(exact_answer: Any) -> list[str]:
     """A submission's answers in rank order: the first element of each inner list, lower-cased."""
     answers = []
-    for item in exact_answer or []:
+    for item in exact_answer if isinstance(exact_answer, list) else []:
         first = item[0] if isinstance(item, list) and item else item
         if isinstance(first, str):
             answers.append(first.lower())
     return answers[:MAX_ANSWERS]
 
 
+def _questions(document: Any, where: str, what: str) -> list[dict[str, Any]]:
+    """The `questions` of a BioASQ JSON document, each checked to be an object with a string `id`."""
+    questions = document.get("questions") if isinstance(document, Mapping) else None
+    if not isinstance(questions, list):
+        raise ConfigError(f'{where}: not a BioASQ {what} (JSON {{"questions": [{{"id", "exact_answer"}}, ...]}})')
+    for index, question in enumerate(questions):
+        if not isinstance(question, Mapping) or not isinstance(question.get("id"), str):
+            raise ConfigError(f"{where}: questions[{index}] is not an object with a string `id`")
+    return questions
+
+
 def factoid_scores(golden: Mapping[str, Any], submitted: Mapping[str, Any], where: str = "") -> dict[str, float]:
-    """{"strict_acc", "lenient_acc", "mrr", "questions"} of a submission against a golden file (both JSON)."""
-    gold = {q["id"]: _synonyms(q.get("exact_answer", [])) for q in golden.get("questions", [])
+    """{"strict_acc", "lenient_acc", "mrr", "questions"} of a submission against a golden file (both JSON;
+    `where` names the golden file in errors)."""
+    gold = {q["id"]: _synonyms(q.get("exact_answer")) for q in _questions(golden, where, "golden file")
             if q.get("type") == "factoid"}
     if not gold:
         raise ConfigError(f"{where}: no factoid questions in the golden file")
-    if not isinstance(submitted, Mapping) or not isinstance(submitted.get("questions", []), list):
-        raise ConfigError('the submission is not BioASQ\'s JSON ({"questions": [{"id", "exact_answer"}, ...]})')
-    ranked = {q["id"]: _submitted(q.get("exact_answer")) for q in submitted.get("questions", [])}
+    if missing := [qid for qid, synonyms in gold.items() if not synonyms]:
+        raise ConfigError(f"{where}: factoid question {missing[0]!r} has no `exact_answer` text")
+    ranked = {q["id"]: _submitted(q.get("exact_answer")) for q in _questions(submitted, "submission", "submission")}
     strict = lenient = reciprocal = 0.0
     for qid, synonyms in gold.items():
         answers = ranked.get(qid, [])
@@ -99,19 +113,29 @@ def factoid_scores(golden: Mapping[str, Any], submitted: Mapping[str, Any], wher
             "questions": n}
 
 
+def _read_json(path: str, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: not a BioASQ {what} JSON file ({error})") from None
+
+
+def read_submission(path: str) -> dict[str, Any]:
+    """A BioASQ submission file, checked to be BioASQ's JSON (errors name the file and question)."""
+    submitted = _read_json(path, "submission")
+    _questions(submitted, path, "submission")
+    return submitted
+
+
 def load_golden(paths: Sequence[str]) -> dict[str, dict]:
-    """path -> golden JSON for each of `paths` (one per test batch), each checked to hold factoid questions."""
+    """path -> golden JSON for each of `paths` (one per test batch), each checked to hold factoid questions
+    with answers."""
     goldens: dict[str, dict] = {}
     for path in paths:
         if path in goldens:
             raise ConfigError(f"{path}: golden file given twice")
-        try:
-            goldens[path] = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"{path}: not a BioASQ golden JSON file ({error})") from None
-        if not isinstance(goldens[path], dict):
-            raise ConfigError(f"{path}: not a BioASQ golden JSON file (no top-level object)")
-        factoid_scores(goldens[path], {"questions": []}, path)  # fails here without factoid questions
+        goldens[path] = _read_json(path, "golden")
+        factoid_scores(goldens[path], {"questions": []}, path)  # fails here on a malformed golden file
     return goldens
 
 

@@ -25,29 +25,60 @@ class Question:
 
 
 def read_squad(path: str | Path, require_answers: bool = True) -> list[Question]:
-    """The questions of a SQuAD v1.1 file; an answer whose `answer_start` does not point at its text in the
-    context is an error naming the question."""
+    """The questions of a SQuAD v1.1 file; a missing field, or an answer whose `answer_start` does not point
+    at its text in the context, is an error naming the file and the item."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))["data"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{path}: not a SQuAD JSON file with a `data` list ({error})") from None
+    if not isinstance(data, list):
+        raise ConfigError(f"{path}: `data` is not a list of articles")
     questions = []
-    for article in data:
-        for paragraph in article.get("paragraphs", []):
-            context = paragraph["context"]
-            for qa in paragraph.get("qas", []):
-                answers = [(a["text"], int(a["answer_start"])) for a in qa.get("answers", [])]
-                for text, start in answers:
+    for a, article in enumerate(data):
+        for p, paragraph in enumerate(_field(path, f"data[{a}]", article, "paragraphs", list, [])):
+            where = f"data[{a}].paragraphs[{p}]"
+            context = _field(path, where, paragraph, "context", str)
+            for q, qa in enumerate(_field(path, where, paragraph, "qas", list, [])):
+                qid = _field(path, f"{where}.qas[{q}]", qa, "id", str)
+                where_qa = f"question {qid!r}"
+                answers = []
+                for answer in _field(path, where_qa, qa, "answers", list, []):
+                    text = _field(path, f"{where_qa}, an answer", answer, "text", str)
+                    start = _field(path, f"{where_qa}, answer {text!r}", answer, "answer_start", int | str)
+                    if isinstance(start, str):  # some converted files write it as a string
+                        if not start.isdigit():
+                            raise ConfigError(f"{path}: {where_qa}, answer {text!r}: answer_start {start!r} is "
+                                              f"not a character offset")
+                        start = int(start)
                     if context[start: start + len(text)] != text:
-                        raise ConfigError(f"{path}: question {qa['id']!r}: answer_start {start} does not point at "
-                                          f"its answer {text!r} in the context")
+                        raise ConfigError(f"{path}: {where_qa}: answer_start {start} does not point at its "
+                                          f"answer {text!r} in the context")
+                    answers.append((text, start))
                 if require_answers and not answers:
-                    raise ConfigError(f"{path}: question {qa['id']!r} has no answer")
-                questions.append(Question(qa["id"], qa["question"], context, answers))
+                    raise ConfigError(f"{path}: {where_qa} has no answer")
+                questions.append(Question(qid, _field(path, where_qa, qa, "question", str), context, answers))
     if not questions:
         raise ConfigError(f"{path}: no questions")
     return questions
+
+
+_MISSING = object()
+
+
+def _field(path: Path, where: str, item, name: str, kind, default=_MISSING):
+    """`item[name]`, checked to be of `kind` (`default` when absent, if given); else an error naming the item."""
+    if not isinstance(item, dict):
+        raise ConfigError(f"{path}: {where} is not a JSON object")
+    value = item.get(name, default)
+    if value is _MISSING:
+        raise ConfigError(f"{path}: {where} has no `{name}`")
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ConfigError(f"{path}: {where}: `{name}` is {json.dumps(value)[:40]}, not a JSON {_JSON_TYPES[kind]}")
+    return value
+
+
+_JSON_TYPES = {str: "string", list: "list", int | str: "number"}
 
 
 @dataclass

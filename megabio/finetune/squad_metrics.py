@@ -4,10 +4,14 @@ token overlap, and a question's score is the maximum over its gold answers. Perc
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from megabio.config import ConfigError
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
@@ -42,3 +46,16 @@ def squad_scores(gold: Mapping[str, Sequence[str]], predictions: Mapping[str, st
             em += max(exact_match(predictions[qid], a) for a in answers)
             f1 += max(token_f1(predictions[qid], a) for a in answers)
     return {"exact_match": 100.0 * em / len(gold), "f1": 100.0 * f1 / len(gold)}
+
+
+def read_predictions(path: str | Path) -> dict[str, str]:
+    """A SQuAD predictions file (`predictions.json`: question id -> answer text); errors name the file."""
+    try:
+        predictions = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"{path}: not a JSON file ({error})") from None
+    if not isinstance(predictions, dict):
+        raise ConfigError(f"{path}: not SQuAD predictions (a JSON object of question id -> answer text)")
+    if bad := next((qid for qid, text in predictions.items() if not isinstance(text, str)), None):
+        raise ConfigError(f"{path}: the prediction of {bad!r} is not a string")
+    return predictions

@@ -55,7 +55,7 @@ def test_bioasq_factoid_scores_by_hand():
     assert scores["mrr"] == pytest.approx(100 * (1 + 1 / 3) / 4)
     with pytest.raises(ConfigError, match="no factoid questions"):
         factoid_scores({"questions": [golden["questions"][-1]]}, submitted, "golden.json")
-    with pytest.raises(ConfigError, match="not BioASQ's JSON"):
+    with pytest.raises(ConfigError, match="not a BioASQ submission"):
         factoid_scores(golden, [submitted])
 
 
