@@ -19,6 +19,7 @@ from pathlib import Path
 
 from megabio.config import ConfigError
 from megabio.io.atomic import atomic_directory
+from megabio.io.lines import numbered_lines
 from megabio.tokenizer.sentences import SentenceSplitter, train_punkt
 
 SPLITS = {"train": "training", "dev": "development", "test": "test"}
@@ -56,14 +57,13 @@ def _split_files(corpus: Path, split: str) -> dict[str, Path]:
 
 def _rows(path: Path, columns: int) -> list[tuple[int, list[str]]]:
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) < columns:
-                raise ConfigError(f"{path}:{number}: expected {columns} tab-separated fields, got {len(fields)}")
-            rows.append((number, fields))
+    for number, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < columns:
+            raise ConfigError(f"{path}:{number}: expected {columns} tab-separated fields, got {len(fields)}")
+        rows.append((number, fields))
     return rows
 
 

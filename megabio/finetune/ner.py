@@ -32,6 +32,7 @@ from megabio.finetune.recipe import (
     read_splits,
     run_finetuning,
 )
+from megabio.io.lines import numbered_lines
 from megabio.model.task_models import BertForTokenClassification
 from megabio.parallel import ParallelState
 from megabio.training.engine import Batch
@@ -114,8 +115,7 @@ def read_ner_input(path: str | os.PathLike, input_format: str, tokenizer) -> lis
     """Sentences to tag: CoNLL (a token per line, tags optional) or raw text (a sentence per line, split
     into words as BERT does). `auto`: CoNLL when any line holds a tab, else text."""
     if input_format == "auto":
-        with open(path, encoding="utf-8") as handle:
-            input_format = "conll" if any("\t" in line for line in handle) else "text"
+        input_format = "conll" if any("\t" in line for _, line in numbered_lines(path)) else "text"
     if input_format == "conll":
         return read_conll(path, require_tags=False)
     if input_format == "text":

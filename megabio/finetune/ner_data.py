@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from megabio.config import IGNORE_INDEX, ConfigError
+from megabio.io.lines import numbered_lines
 
 Labeling = Literal["subtoken", "wholeword"]
 _IOB_TAG = re.compile(r"^(O|[BIES](-.+)?)$")
@@ -57,32 +58,30 @@ def read_conll(path: str | Path, require_tags: bool = True) -> list[Sentence]:
         words.clear()
         tags.clear()
 
-    with open(path, encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, 1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                close()
-                continue
-            fields = line.split("\t") if "\t" in line else line.split()
-            if fields[0].startswith("-DOCSTART-"):
-                close()
-                continue
-            if not words:
-                first_line = number
-            if len(fields) == 1 and not require_tags and not tags:
-                words.append(fields[0])
-                continue
-            if len(fields) != 2 and (require_tags or len(fields) < 2):
-                raise DataError(f"{path}:{number}: expected `token<TAB>tag`, got {len(fields)} column(s): {line!r}")
-            tag = fields[-1].strip()
-            if not tag:
-                raise DataError(f"{path}:{number}: empty tag")
-            if not _IOB_TAG.match(tag):
-                raise DataError(f"{path}:{number}: {tag!r} is not an IOB tag (O, B-TYPE, I-TYPE, or bare B / I)")
-            if len(tags) != len(words):
-                raise DataError(f"{path}:{number}: a tag column appears in the middle of a sentence")
+    for number, line in numbered_lines(path, DataError):
+        if not line.strip():
+            close()
+            continue
+        fields = line.split("\t") if "\t" in line else line.split()
+        if fields[0].startswith("-DOCSTART-"):
+            close()
+            continue
+        if not words:
+            first_line = number
+        if len(fields) == 1 and not require_tags and not tags:
             words.append(fields[0])
-            tags.append(tag)
+            continue
+        if len(fields) != 2 and (require_tags or len(fields) < 2):
+            raise DataError(f"{path}:{number}: expected `token<TAB>tag`, got {len(fields)} column(s): {line!r}")
+        tag = fields[-1].strip()
+        if not tag:
+            raise DataError(f"{path}:{number}: empty tag")
+        if not _IOB_TAG.match(tag):
+            raise DataError(f"{path}:{number}: {tag!r} is not an IOB tag (O, B-TYPE, I-TYPE, or bare B / I)")
+        if len(tags) != len(words):
+            raise DataError(f"{path}:{number}: a tag column appears in the middle of a sentence")
+        words.append(fields[0])
+        tags.append(tag)
     close()
     if not sentences:
         raise DataError(f"{path}: no sentences")
@@ -93,11 +92,10 @@ def read_text(path: str | Path, pre_tokenize) -> list[Sentence]:
     """One sentence per line, split into words by `pre_tokenize(text) -> [(word, offsets), ...]`."""
     path = _check_file(path)
     sentences = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            words = [word for word, _ in pre_tokenize(line.strip())]
-            if words:
-                sentences.append(Sentence(words, None, number))
+    for number, line in numbered_lines(path, DataError):
+        words = [word for word, _ in pre_tokenize(line.strip())]
+        if words:
+            sentences.append(Sentence(words, None, number))
     if not sentences:
         raise DataError(f"{path}: no sentences")
     return sentences

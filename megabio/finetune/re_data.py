@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from megabio.config import ConfigError
+from megabio.io.lines import numbered_lines
 
 PLACEHOLDER = re.compile(r"@[A-Z][A-Z-]*\$")
 MARKERS = (("<<", ">>"), ("[[", "]]"))
@@ -35,27 +36,25 @@ def read_instances(path: str | Path, require_labels: bool = True) -> list[Instan
         raise ConfigError(f"{path}: no such file")
     instances: list[Instance] = []
     columns = None
-    with open(path, encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, 1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
+    for number, line in numbered_lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if columns is None:
+            columns = len(fields)
+            allowed = (2, 3) if require_labels else (1, 2, 3)
+            if columns not in allowed:
+                raise ConfigError(f"{path}:{number}: expected `sentence<TAB>label` or "
+                                  f"`id<TAB>sentence<TAB>label`, got {columns} column(s)")
+            if columns > 1 and fields[-1].strip().lower() in _HEADER_LABELS:
                 continue
-            fields = line.split("\t")
-            if columns is None:
-                columns = len(fields)
-                allowed = (2, 3) if require_labels else (1, 2, 3)
-                if columns not in allowed:
-                    raise ConfigError(f"{path}:{number}: expected `sentence<TAB>label` or "
-                                      f"`id<TAB>sentence<TAB>label`, got {columns} column(s)")
-                if columns > 1 and fields[-1].strip().lower() in _HEADER_LABELS:
-                    continue
-            if len(fields) != columns:
-                raise ConfigError(f"{path}:{number}: {len(fields)} column(s), the file's first row has {columns}")
-            label = fields[-1].strip() if columns > 1 else None
-            if columns > 1 and not label:
-                raise ConfigError(f"{path}:{number}: empty label")
-            sentence = fields[1] if columns == 3 else fields[0]
-            instances.append(Instance(fields[0] if columns == 3 else str(number), sentence, label, number))
+        if len(fields) != columns:
+            raise ConfigError(f"{path}:{number}: {len(fields)} column(s), the file's first row has {columns}")
+        label = fields[-1].strip() if columns > 1 else None
+        if columns > 1 and not label:
+            raise ConfigError(f"{path}:{number}: empty label")
+        sentence = fields[1] if columns == 3 else fields[0]
+        instances.append(Instance(fields[0] if columns == 3 else str(number), sentence, label, number))
     if not instances:
         raise ConfigError(f"{path}: no instances")
     return instances

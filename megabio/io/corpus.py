@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
+from megabio.io.lines import numbered_lines
+
 _PUBTATOR_TEXT = re.compile(r"^(\d+)\|([ta])\|(.*)$")
 _TEXT_SUFFIXES = {"", ".txt", ".text", ".jsonl", ".json", ".pubtator", ".xml", ".gz"}
 
@@ -53,29 +55,13 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line without its end); bytes that are not UTF-8 raise CorpusError naming the line.
-    Lines are decoded one at a time so the error points at the right one."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            for line_no, raw in enumerate(handle, start=1):
-                try:
-                    yield line_no, raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as error:
-                    raise CorpusError(f"{path}:{line_no}: not valid UTF-8 ({error.reason} at column "
-                                      f"{error.start + 1})") from None
-    except (OSError, EOFError) as error:  # unreadable file or broken gzip
-        raise CorpusError(f"{path}: cannot read ({error})") from None
-
-
 def _format(path: Path) -> str:
     name = path.name[:-3] if path.suffix == ".gz" else path.name
     if name.endswith((".jsonl", ".json")):
         return "jsonl"
     if name.endswith(".xml"):
         return "pubmed_xml"
-    for _, line in _lines(path):
+    for _, line in numbered_lines(path, CorpusError):
         if line.strip():
             return "pubtator" if _PUBTATOR_TEXT.match(line) else "text"
     return "text"
@@ -95,13 +81,13 @@ def read_documents(paths: Iterable[str | os.PathLike], json_key: str = "text",
         elif kind == "pubmed_xml":
             yield from _read_pubmed_xml(path, exclude_ids)
         else:
-            for line_no, line in _lines(path):
+            for line_no, line in numbered_lines(path, CorpusError):
                 if line.strip():
                     yield Document(line.strip(), f"{path}:{line_no}")
 
 
 def _read_jsonl(path: Path, json_key: str, exclude_ids: set[str]) -> Iterator[Document]:
-    for line_no, line in _lines(path):
+    for line_no, line in numbered_lines(path, CorpusError):
         if not line.strip():
             continue
         try:
@@ -127,7 +113,7 @@ def _read_pubtator(path: Path, exclude_ids: set[str]) -> Iterator[Document]:
         if current is not None and current not in exclude_ids and any(parts):
             yield Document(" ".join(p for p in parts if p), start, current)
 
-    for line_no, line in _lines(path):
+    for line_no, line in numbered_lines(path, CorpusError):
         match = _PUBTATOR_TEXT.match(line)
         if not match:
             continue  # annotation, relation or blank line
@@ -160,4 +146,4 @@ def _read_pubmed_xml(path: Path, exclude_ids: set[str]) -> Iterator[Document]:
 
 def read_id_list(path: str | os.PathLike) -> set[str]:
     """The first whitespace-separated field of every non-empty line (e.g. a PMID list)."""
-    return {line.split()[0] for _, line in _lines(Path(path)) if line.strip()}
+    return {line.split()[0] for _, line in numbered_lines(path, CorpusError) if line.strip()}

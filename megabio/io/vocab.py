@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 
 from megabio.config import ConfigError
+from megabio.io.lines import numbered_lines
 
 
 def read_vocab(path: str | os.PathLike) -> list[str]:
     """The tokens of `path`, in id order."""
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: vocabulary file not found")
-    with open(path, encoding="utf-8") as handle:
-        return [line.rstrip("\n") for line in handle]
+    return [line for _, line in numbered_lines(path)]
 
 
 def check_same_vocabulary(ours: str | os.PathLike, checkpoint_vocab: str | os.PathLike) -> None:

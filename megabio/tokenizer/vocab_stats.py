@@ -10,24 +10,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from megabio.io.corpus import CorpusError
+from megabio.io.lines import numbered_lines
 from megabio.tokenizer.wordpiece import load_wordpiece
 
 
 def read_iob(path: str | os.PathLike) -> Iterator[list[tuple[str, str]]]:
     """Sentences of (word, tag) from `word<TAB>tag` lines, blank lines between sentences."""
     sentence: list[tuple[str, str]] = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                if sentence:
-                    yield sentence
-                sentence = []
-                continue
-            fields = line.split("\t")
-            if len(fields) < 2 or not fields[0]:
-                raise CorpusError(f"{path}:{line_no}: expected 'word<TAB>tag', got {line[:60]!r}")
-            sentence.append((fields[0], fields[-1]))
+    for line_no, line in numbered_lines(path, CorpusError):
+        if not line.strip():
+            if sentence:
+                yield sentence
+            sentence = []
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2 or not fields[0]:
+            raise CorpusError(f"{path}:{line_no}: expected 'word<TAB>tag', got {line[:60]!r}")
+        sentence.append((fields[0], fields[-1]))
     if sentence:
         yield sentence
 
