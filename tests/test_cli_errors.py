@@ -36,8 +36,21 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     (pickled / "config.json").write_text((hf / "config.json").read_text())
     (pickled / "vocab.txt").write_text((checkpoint / "vocab.txt").read_text())
     torch.save({"args": argparse.Namespace(lr=1.0)}, pickled / "pytorch_model.bin")  # not plain tensors
+    list_config = root / "list-config"
+    list_config.mkdir()
+    (list_config / "config.json").write_text("[1]")
+    latin = root / "latin.tsv"
+    latin.write_bytes("caf\xe9\tO\n".encode("latin-1"))
+    squad = root / "squad.json"
+    squad.write_text(json.dumps({"data": [{"paragraphs": [{"context": "Aspirin inhibits COX-1.", "qas": [
+        {"id": "q_001", "question": "What?", "answers": [{"text": "COX-1", "answer_start": 17}]}]}]}]}))
+    a_list = root / "list.json"
+    a_list.write_text("[1]")
+    golden = root / "golden.json"
+    golden.write_text(json.dumps({"questions": [{"id": "q", "type": "factoid", "exact_answer": [["p53"]]}]}))
     return {"text": text, "iob": iob, "blocker": blocker, "checkpoint": checkpoint, "hf": hf, "pickled": pickled,
-            "vocab": checkpoint / "vocab.txt", "missing": root / "missing.txt"}
+            "vocab": checkpoint / "vocab.txt", "missing": root / "missing.txt", "list_config": list_config,
+            "latin": latin, "squad": squad, "list": a_list, "golden": golden}
 
 
 def convert(source: str, fmt: str, output: Path) -> list[str]:
@@ -86,6 +99,18 @@ CASES = {
                                                           "--input", str(p["iob"])], "not a fine-tuned model"),
     "evaluate ner: wrong format": (lambda p, o: ["evaluate", "ner", "--gold", str(p["iob"]), "--pred",
                                                      str(p["text"])], "text.txt"),
+    "evaluate ner: not UTF-8": (lambda p, o: ["evaluate", "ner", "--gold", str(p["iob"]), "--pred",
+                                              str(p["latin"])], "latin.tsv:1: not valid UTF-8"),
+    "convert: config not an object": (lambda p, o: convert(p["list_config"], "hf-bert", o / "out"),
+                                      "config.json: not a JSON object"),
+    "evaluate squad: predictions not an object": (lambda p, o: ["evaluate", "squad", "--gold", str(p["squad"]),
+                                                                "--pred", str(p["list"])], "list.json"),
+    "evaluate squad: not SQuAD": (lambda p, o: ["evaluate", "squad", "--gold", str(p["list"]), "--pred",
+                                                str(p["squad"])], "list.json"),
+    "evaluate bioasq: not a golden file": (lambda p, o: ["evaluate", "bioasq", "--gold", str(p["squad"]), "--pred",
+                                                         str(p["golden"])], "squad.json: not a BioASQ golden file"),
+    "evaluate bioasq: not a submission": (lambda p, o: ["evaluate", "bioasq", "--gold", str(p["golden"]), "--pred",
+                                                        str(p["list"])], "list.json: not a BioASQ submission"),
 }
 
 

@@ -17,10 +17,14 @@ from megabio.io.atomic import atomic_directory
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file (config.json, tokenizer_config.json, a shard index)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ConversionError(f"{path}: cannot read JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise ConversionError(f"{path}: not a JSON object")
+    return value
 
 
 def _read_pickled_weights(path: Path, trust_checkpoint: bool) -> dict[str, torch.Tensor]:
