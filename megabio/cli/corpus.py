@@ -81,12 +81,32 @@ def add_data(subparsers: argparse._SubParsersAction) -> None:
     chemprot.add_argument("--output", required=True, metavar="DIR")
     chemprot.add_argument("--overwrite", action="store_true")
     chemprot.set_defaults(handler=_data_chemprot)
+    bioasq = commands.add_parser(
+        "bioasq", help="BioASQ factoid questions (training set, test batch or golden file) as SQuAD JSON",
+        description="Write the factoid questions of BioASQ JSON files as one SQuAD v1.1 file for `finetune qa` "
+                    "and `predict qa`: one question per snippet, ids <question id>_<nnn>. With --with-answers "
+                    "each snippet's answer is the earliest occurrence (case-insensitive) of an exact_answer "
+                    "synonym and snippets without one are left out; without it every snippet is kept, "
+                    "unanswered (a test batch).")
+    bioasq.add_argument("--input", required=True, nargs="+", metavar="FILE", help="BioASQ JSON ({\"questions\": ...})")
+    bioasq.add_argument("--output", required=True, metavar="FILE")
+    bioasq.add_argument("--with-answers", action="store_true",
+                        help="a training set: mark the exact answer in each snippet (needs exact_answer)")
+    bioasq.add_argument("--overwrite", action="store_true")
+    bioasq.set_defaults(handler=_data_bioasq)
 
 
 def _data_chemprot(args: argparse.Namespace) -> int:
     from megabio.data.chemprot import build_chemprot
 
     print(json.dumps(build_chemprot(args.corpus, args.output, args.overwrite), indent=2))
+    return 0
+
+
+def _data_bioasq(args: argparse.Namespace) -> int:
+    from megabio.data.bioasq import build_bioasq
+
+    print(json.dumps(build_bioasq(args.input, args.output, args.with_answers, args.overwrite), indent=2))
     return 0
 
 

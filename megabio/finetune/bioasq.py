@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from megabio.config import ConfigError
+from megabio.data.bioasq import bioasq_questions, synonyms
 
 MAX_ANSWERS = 5
 MAX_ANSWER_CHARS = 100
@@ -60,15 +61,6 @@ def submission(answers: Mapping[str, Sequence[str]]) -> dict[str, Any]:
                           for qid, top in answers.items()]}
 
 
-def _synonyms(exact_answer: Any) -> set[str]:
-    """Every gold synonym of a factoid question, lower-cased (nested lists flattened)."""
-    if isinstance(exact_answer, str):
-        return {exact_answer.lower()}
-    if not isinstance(exact_answer, list):
-        return set()
-    return {s for item in exact_answer for s in _synonyms(item)}
-
-
 def _submitted(exact_answer: Any) -> list[str]:
     """A submission's answers in rank order: the first element of each inner list, lower-cased."""
     answers = []
@@ -79,31 +71,21 @@ def _submitted(exact_answer: Any) -> list[str]:
     return answers[:MAX_ANSWERS]
 
 
-def _questions(document: Any, where: str, what: str) -> list[dict[str, Any]]:
-    """The `questions` of a BioASQ JSON document, each checked to be an object with a string `id`."""
-    questions = document.get("questions") if isinstance(document, Mapping) else None
-    if not isinstance(questions, list):
-        raise ConfigError(f'{where}: not a BioASQ {what} (JSON {{"questions": [{{"id", "exact_answer"}}, ...]}})')
-    for index, question in enumerate(questions):
-        if not isinstance(question, Mapping) or not isinstance(question.get("id"), str):
-            raise ConfigError(f"{where}: questions[{index}] is not an object with a string `id`")
-    return questions
-
-
 def factoid_scores(golden: Mapping[str, Any], submitted: Mapping[str, Any], where: str = "") -> dict[str, float]:
     """{"strict_acc", "lenient_acc", "mrr", "questions"} of a submission against a golden file (both JSON;
     `where` names the golden file in errors)."""
-    gold = {q["id"]: _synonyms(q.get("exact_answer")) for q in _questions(golden, where, "golden file")
-            if q.get("type") == "factoid"}
+    gold = {q["id"]: {text.lower() for text in synonyms(q.get("exact_answer"))}
+            for q in bioasq_questions(golden, where, "golden file") if q.get("type") == "factoid"}
     if not gold:
         raise ConfigError(f"{where}: no factoid questions in the golden file")
-    if missing := [qid for qid, synonyms in gold.items() if not synonyms]:
+    if missing := [qid for qid, texts in gold.items() if not texts]:
         raise ConfigError(f"{where}: factoid question {missing[0]!r} has no `exact_answer` text")
-    ranked = {q["id"]: _submitted(q.get("exact_answer")) for q in _questions(submitted, "submission", "submission")}
+    ranked = {q["id"]: _submitted(q.get("exact_answer"))
+              for q in bioasq_questions(submitted, "submission", "submission")}
     strict = lenient = reciprocal = 0.0
-    for qid, synonyms in gold.items():
+    for qid, texts in gold.items():
         answers = ranked.get(qid, [])
-        rank = next((i + 1 for i, answer in enumerate(answers) if answer in synonyms), None)
+        rank = next((i + 1 for i, answer in enumerate(answers) if answer in texts), None)
         if rank is not None:
             strict += rank == 1
             lenient += 1
@@ -123,7 +105,7 @@ def _read_json(path: str, what: str) -> Any:
 def read_submission(path: str) -> dict[str, Any]:
     """A BioASQ submission file, checked to be BioASQ's JSON (errors name the file and question)."""
     submitted = _read_json(path, "submission")
-    _questions(submitted, path, "submission")
+    bioasq_questions(submitted, path, "submission")
     return submitted
 
 
