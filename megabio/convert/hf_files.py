@@ -14,14 +14,12 @@ import torch
 from megabio.config import ModelConfig
 from megabio.convert.hf import ConversionError, config_to_hf, export_hf, export_hf_task
 from megabio.io.atomic import atomic_directory
+from megabio.io.text import read_json as read_json_file
 
 
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object file (config.json, tokenizer_config.json, a shard index)."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConversionError(f"{path}: cannot read JSON ({error})") from None
+    value = read_json_file(path, "Hugging Face", ConversionError)
     if not isinstance(value, dict):
         raise ConversionError(f"{path}: not a JSON object")
     return value

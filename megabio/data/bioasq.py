@@ -20,6 +20,7 @@ from typing import Any
 
 from megabio.config import ConfigError
 from megabio.io.atomic import atomic_write_text
+from megabio.io.text import read_json
 
 
 def bioasq_questions(document: Any, where: str, what: str) -> list[dict[str, Any]]:
@@ -111,11 +112,7 @@ def build_bioasq(inputs: Sequence[str | os.PathLike], output: str | os.PathLike,
     totals: dict[str, int] = {}
     owners: dict[str, str] = {}
     for path in inputs:
-        try:
-            document = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"{path}: not a BioASQ JSON file ({error})") from None
-        found, counts = factoid_paragraphs(document, str(path), with_answers, owners)
+        found, counts = factoid_paragraphs(read_json(path, "BioASQ"), str(path), with_answers, owners)
         paragraphs += found
         totals = {name: totals.get(name, 0) + value for name, value in counts.items()}
     if not with_answers:  # every snippet kept: nothing was left out

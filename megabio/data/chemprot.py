@@ -19,7 +19,7 @@ from pathlib import Path
 
 from megabio.config import ConfigError
 from megabio.io.atomic import atomic_directory
-from megabio.io.lines import numbered_lines
+from megabio.io.text import numbered_lines
 from megabio.tokenizer.sentences import SentenceSplitter, train_punkt
 
 SPLITS = {"train": "training", "dev": "development", "test": "test"}

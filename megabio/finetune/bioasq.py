@@ -12,16 +12,15 @@ gold factoid question without a submission scores 0; answers past the fifth are 
 
 from __future__ import annotations
 
-import json
 import re
 import statistics
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from megabio.config import ConfigError
 from megabio.data.bioasq import bioasq_questions, synonyms
+from megabio.io.text import read_json
 
 MAX_ANSWERS = 5
 MAX_ANSWER_CHARS = 100
@@ -95,16 +94,9 @@ def factoid_scores(golden: Mapping[str, Any], submitted: Mapping[str, Any], wher
             "questions": n}
 
 
-def _read_json(path: str, what: str) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{path}: not a BioASQ {what} JSON file ({error})") from None
-
-
 def read_submission(path: str) -> dict[str, Any]:
     """A BioASQ submission file, checked to be BioASQ's JSON (errors name the file and question)."""
-    submitted = _read_json(path, "submission")
+    submitted = read_json(path, "BioASQ submission")
     bioasq_questions(submitted, path, "submission")
     return submitted
 
@@ -116,7 +108,7 @@ def load_golden(paths: Sequence[str]) -> dict[str, dict]:
     for path in paths:
         if path in goldens:
             raise ConfigError(f"{path}: golden file given twice")
-        goldens[path] = _read_json(path, "golden")
+        goldens[path] = read_json(path, "BioASQ golden")
         factoid_scores(goldens[path], {"questions": []}, path)  # fails here on a malformed golden file
     return goldens
 

@@ -32,7 +32,7 @@ from megabio.finetune.recipe import (
     read_splits,
     run_finetuning,
 )
-from megabio.io.lines import numbered_lines
+from megabio.io.text import numbered_lines
 from megabio.model.task_models import BertForTokenClassification
 from megabio.parallel import ParallelState
 from megabio.training.engine import Batch

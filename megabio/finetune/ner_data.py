@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from megabio.config import IGNORE_INDEX, ConfigError
-from megabio.io.lines import numbered_lines
+from megabio.io.text import numbered_lines
 
 Labeling = Literal["subtoken", "wholeword"]
 _IOB_TAG = re.compile(r"^(O|[BIES](-.+)?)$")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from megabio.config import ConfigError
+from megabio.io.text import read_json
 
 
 @dataclass
@@ -28,12 +29,10 @@ def read_squad(path: str | Path, require_answers: bool = True) -> list[Question]
     """The questions of a SQuAD v1.1 file; a missing field, or an answer whose `answer_start` does not point
     at its text in the context, is an error naming the file and the item."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))["data"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"{path}: not a SQuAD JSON file with a `data` list ({error})") from None
+    document = read_json(path, "SQuAD")
+    data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, list):
-        raise ConfigError(f"{path}: `data` is not a list of articles")
+        raise ConfigError(f"{path}: not a SQuAD file (no `data` list of articles)")
     questions = []
     for a, article in enumerate(data):
         for p, paragraph in enumerate(_field(path, f"data[{a}]", article, "paragraphs", list, [])):

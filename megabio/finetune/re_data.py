@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from megabio.config import ConfigError
-from megabio.io.lines import numbered_lines
+from megabio.io.text import numbered_lines
 
 PLACEHOLDER = re.compile(r"@[A-Z][A-Z-]*\$")
 MARKERS = (("<<", ">>"), ("[[", "]]"))

@@ -4,7 +4,6 @@ token overlap, and a question's score is the maximum over its gold answers. Perc
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections import Counter
@@ -12,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from megabio.config import ConfigError
+from megabio.io.text import read_json
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = set(string.punctuation)
@@ -50,10 +50,7 @@ def squad_scores(gold: Mapping[str, Sequence[str]], predictions: Mapping[str, st
 
 def read_predictions(path: str | Path) -> dict[str, str]:
     """A SQuAD predictions file (`predictions.json`: question id -> answer text); errors name the file."""
-    try:
-        predictions = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConfigError(f"{path}: not a JSON file ({error})") from None
+    predictions = read_json(path, "SQuAD predictions")
     if not isinstance(predictions, dict):
         raise ConfigError(f"{path}: not SQuAD predictions (a JSON object of question id -> answer text)")
     if bad := next((qid for qid, text in predictions.items() if not isinstance(text, str)), None):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
-from megabio.io.lines import numbered_lines
+from megabio.io.text import numbered_lines
 
 _PUBTATOR_TEXT = re.compile(r"^(\d+)\|([ta])\|(.*)$")
 _TEXT_SUFFIXES = {"", ".txt", ".text", ".jsonl", ".json", ".pubtator", ".xml", ".gz"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from megabio.config import ConfigError
-from megabio.io.lines import numbered_lines
+from megabio.io.text import numbered_lines
 
 
 def read_vocab(path: str | os.PathLike) -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from megabio.io.corpus import CorpusError
-from megabio.io.lines import numbered_lines
+from megabio.io.text import numbered_lines
 from megabio.tokenizer.wordpiece import load_wordpiece
 
 

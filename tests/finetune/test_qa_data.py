@@ -28,7 +28,8 @@ def _broken(change) -> dict:
 
 
 CASES = {
-    "data not a list": ({"data": {"a": 1}}, "`data` is not a list"),
+    "data not a list": ({"data": {"a": 1}}, "not a SQuAD file (no `data` list of articles)"),
+    "not JSON": ("{", "not a SQuAD JSON file"),
     "article not an object": ({"data": ["text"]}, "data[0] is not a JSON object"),
     "no context": (_broken(lambda d: d["data"][0]["paragraphs"][0].pop("context")),
                    "data[0].paragraphs[0] has no `context`"),
@@ -53,7 +54,7 @@ CASES = {
 def test_malformed_items_are_named(tmp_path, case):
     data, expected = CASES[case]
     path = tmp_path / "train.json"
-    path.write_text(json.dumps(data))
+    path.write_text(data if isinstance(data, str) else json.dumps(data))  # a string: the file's raw text
     with pytest.raises(ConfigError) as error:
         read_squad(path)
     assert str(error.value).startswith(f"{path}: ") and expected in str(error.value)

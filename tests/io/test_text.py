@@ -10,7 +10,7 @@ import pytest
 from megabio.config import ConfigError
 from megabio.finetune.ner_data import read_conll
 from megabio.finetune.re_data import read_instances
-from megabio.io.lines import numbered_lines
+from megabio.io.text import numbered_lines
 from megabio.io.vocab import read_vocab
 from megabio.tokenizer.vocab_stats import read_iob
 
