@@ -55,7 +55,9 @@ def read_squad(path: str | Path, require_answers: bool = True) -> list[Question]
                                           f"answer {text!r} in the context")
                     answers.append((text, start))
                 if require_answers and not answers:
-                    raise ConfigError(f"{path}: {where_qa} has no answer")
+                    unanswerable = " (an unanswerable SQuAD v2.0 question: only v1.1 span extraction is trained)" \
+                        if qa.get("is_impossible") else ""
+                    raise ConfigError(f"{path}: {where_qa} has no answer{unanswerable}")
                 questions.append(Question(qid, _field(path, where_qa, qa, "question", str), context, answers))
     if not questions:
         raise ConfigError(f"{path}: no questions")

@@ -45,6 +45,8 @@ CASES = {
                           "`answer_start` is null, not a JSON number"),
     "answer_start not a number": (_broken(lambda d: _qa(d)["answers"][0].update(answer_start="x")),
                                   "answer_start 'x' is not a character offset"),
+    "SQuAD v2 unanswerable": (_broken(lambda d: _qa(d).update(answers=[], is_impossible=True)),
+                              "question 'q_001' has no answer (an unanswerable SQuAD v2.0 question"),
     "answer_start wrong": (_broken(lambda d: _qa(d)["answers"][0].update(answer_start=16)),
                            "answer_start 16 does not point at its answer 'COX-1'"),
 }
