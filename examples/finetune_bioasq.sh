@@ -7,11 +7,18 @@
 #     [GOLDEN="7B1_golden.json ... 7B5_golden.json"] [TP=2] examples/finetune_bioasq.sh [more megabio finetune qa
 #     flags, e.g. --dry-run]
 #
-# GOLDEN: the golden files to score against (default $BIOASQ/7B_golden.json); one per test batch reports each
-# batch and the mean over the batches, as the paper's table does.
+# BIOASQ: a folder with BioBERT's 7b files (BioASQ-train-factoid-7b.json, BioASQ-test-factoid-7b.json,
+# 7B_golden.json); another year's SQuAD-format files (`megabio data bioasq` makes them from BioASQ's JSON) are
+# given as TRAIN_FILE, TEST_FILE and GOLDEN instead. GOLDEN: the golden files to score against (default
+# $BIOASQ/7B_golden.json); one per test batch reports each batch and the mean over the batches, as the paper's
+# table does.
 set -euo pipefail
 : "${CHECKPOINT:?set CHECKPOINT (a megabio, transformers or converted Megatron-LM checkpoint)}"
-: "${BIOASQ:?set BIOASQ (the folder with BioASQ-train-factoid-7b.json, BioASQ-test-factoid-7b.json, 7B_golden.json)}"
+if [[ -z "${TRAIN_FILE:-}" || -z "${TEST_FILE:-}" || -z "${GOLDEN:-}" ]]; then
+  : "${BIOASQ:?set BIOASQ (the folder with BioASQ-train-factoid-7b.json, BioASQ-test-factoid-7b.json, 7B_golden.json)}"
+fi
+TRAIN_FILE=${TRAIN_FILE:-$BIOASQ/BioASQ-train-factoid-7b.json}
+TEST_FILE=${TEST_FILE:-$BIOASQ/BioASQ-test-factoid-7b.json}
 OUT=${OUT:-runs/qa}
 read -r -a golden <<< "${GOLDEN:-$BIOASQ/7B_golden.json}"
 head=(--num-fc-layers 2 --fc-hidden-size 2048 --fc-dropout 0.1)
@@ -31,6 +38,5 @@ if [[ -n "${SQUAD_TRAIN:-}" ]]; then
   $dry_run || start=$OUT/squad/model
 fi
 # The BioASQ training set has no separate dev split: its own questions select the epoch.
-"${run[@]}" finetune qa --checkpoint "$start" --train "$BIOASQ/BioASQ-train-factoid-7b.json" \
-  --dev "$BIOASQ/BioASQ-train-factoid-7b.json" --test "$BIOASQ/BioASQ-test-factoid-7b.json" \
+"${run[@]}" finetune qa --checkpoint "$start" --train "$TRAIN_FILE" --dev "$TRAIN_FILE" --test "$TEST_FILE" \
   --golden "${golden[@]}" --output-dir "$OUT/bioasq" "${head[@]}" "$@"

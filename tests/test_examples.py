@@ -43,3 +43,18 @@ def test_example_dry_run(script, env):
     result = subprocess.run([*command, "--dry-run"], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "layout: world" in result.stdout and "training memory per rank" in result.stdout, result.stdout
+
+
+def test_bioasq_example_takes_another_years_files(env):
+    """Another year's SQuAD-format files replace the 7b folder: the run names them and needs no BIOASQ."""
+    own = {k: v for k, v in env.items() if k != "BIOASQ"}
+    own.update(TRAIN_FILE="8b-train.json", TEST_FILE="8b-test.json", GOLDEN="8B1_golden.json 8B2_golden.json")
+    result = subprocess.run(["bash", "-x", str(EXAMPLES / "finetune_bioasq.sh"), "--dry-run"], env=own,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "--train 8b-train.json --dev 8b-train.json --test 8b-test.json" in result.stderr
+    assert "--golden 8B1_golden.json 8B2_golden.json" in result.stderr
+    del own["TRAIN_FILE"]
+    missing = subprocess.run(["bash", str(EXAMPLES / "finetune_bioasq.sh"), "--dry-run"], env=own,
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "set BIOASQ" in missing.stderr
