@@ -57,6 +57,10 @@ def convert(source: str, fmt: str, output: Path) -> list[str]:
     return ["convert", "--from", fmt, "--to", "megabio", "--input", str(source), "--output", str(output)]
 
 
+def evaluate(task: str, gold: Path, pred: Path) -> list[str]:
+    return ["evaluate", task, "--gold", str(gold), "--pred", str(pred)]
+
+
 CASES = {
     "model-info: unknown preset": (lambda p, o: ["model-info", "--preset", "3b"], "3b"),
     "vocab build: missing file": (lambda p, o: ["vocab", "build", "--input", str(p["missing"]), "--output-dir",
@@ -97,20 +101,16 @@ CASES = {
                                                      "--output-dir", str(o / "out")], "x"),
     "predict ner: not a fine-tuned model": (lambda p, o: ["predict", "ner", "--model", str(p["checkpoint"]),
                                                           "--input", str(p["iob"])], "not a fine-tuned model"),
-    "evaluate ner: wrong format": (lambda p, o: ["evaluate", "ner", "--gold", str(p["iob"]), "--pred",
-                                                     str(p["text"])], "text.txt"),
-    "evaluate ner: not UTF-8": (lambda p, o: ["evaluate", "ner", "--gold", str(p["iob"]), "--pred",
-                                              str(p["latin"])], "latin.tsv:1: not valid UTF-8"),
+    "evaluate ner: wrong format": (lambda p, o: evaluate("ner", p["iob"], p["text"]), "text.txt"),
+    "evaluate ner: not UTF-8": (lambda p, o: evaluate("ner", p["iob"], p["latin"]), "latin.tsv:1: not valid UTF-8"),
     "convert: config not an object": (lambda p, o: convert(p["list_config"], "hf-bert", o / "out"),
                                       "config.json: not a JSON object"),
-    "evaluate squad: predictions not an object": (lambda p, o: ["evaluate", "squad", "--gold", str(p["squad"]),
-                                                                "--pred", str(p["list"])], "list.json"),
-    "evaluate squad: not SQuAD": (lambda p, o: ["evaluate", "squad", "--gold", str(p["list"]), "--pred",
-                                                str(p["squad"])], "list.json"),
-    "evaluate bioasq: not a golden file": (lambda p, o: ["evaluate", "bioasq", "--gold", str(p["squad"]), "--pred",
-                                                         str(p["golden"])], "squad.json: not a BioASQ golden file"),
-    "evaluate bioasq: not a submission": (lambda p, o: ["evaluate", "bioasq", "--gold", str(p["golden"]), "--pred",
-                                                        str(p["list"])], "list.json: not a BioASQ submission"),
+    "evaluate squad: predictions not an object": (lambda p, o: evaluate("squad", p["squad"], p["list"]), "list.json"),
+    "evaluate squad: not SQuAD": (lambda p, o: evaluate("squad", p["list"], p["squad"]), "list.json"),
+    "evaluate bioasq: not a golden file": (lambda p, o: evaluate("bioasq", p["squad"], p["golden"]),
+                                           "squad.json: not a BioASQ golden file"),
+    "evaluate bioasq: not a submission": (lambda p, o: evaluate("bioasq", p["golden"], p["list"]),
+                                          "list.json: not a BioASQ submission"),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import inspect
 import itertools
 import sys
@@ -75,6 +76,7 @@ def print_memory_report(config, report: dict, tp: int, precision: str, micro_bat
         print(f"{name:<{width}}  {value}")
 
 
+@functools.cache  # each recipe's parser asks again
 def field_help(cls: type) -> dict[str, str]:
     """A dataclass's attribute docstrings (the string under each field), as one-line help texts: the
     configs document their fields once, and the flags built from them show the same words."""
