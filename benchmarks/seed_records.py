@@ -54,7 +54,7 @@ def run_over_seeds(args: argparse.Namespace, task: str, runs: list[tuple[str, Ca
     records = []
     for seed in args.seeds:
         for name, run in runs:
-            if args.side != "both" and name.split()[0] != args.side:
+            if args.side != "both" and not name.startswith(args.side):  # e.g. "megabio, random batches"
                 continue
             result = run(argparse.Namespace(**{**vars(args), "seed": seed}))
             record = {"task": task, "run": name, "seed": seed, "threads": torch.get_num_threads(),
