@@ -14,11 +14,21 @@ from types import ModuleType
 
 import torch
 
+_loaded: tuple[ModuleType | None, str] | None = None
 
-@functools.cache
+
 def _load() -> tuple[ModuleType | None, str]:
     """(module, reason): the extension once imported, with its operators' fake (meta) kernels
     registered for torch.compile; or None and why not."""
+    # Cached in a module global rather than functools.cache: torch.compile folds a global read into a
+    # guarded constant, where it warns about every cache-wrapped function it traces through.
+    global _loaded
+    if _loaded is None:
+        _loaded = _import_extension()
+    return _loaded
+
+
+def _import_extension() -> tuple[ModuleType | None, str]:
     try:
         module = importlib.import_module("megabio._C")
     except ImportError as error:
