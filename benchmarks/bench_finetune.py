@@ -124,27 +124,34 @@ def transformers_run(model_dir: Path, files: TaskFiles, args: argparse.Namespace
                               lambda: f1(dev, dev_enc), lambda: f1(test, test_enc), args)
 
 
-def train_transformers(model, train_enc, loss_of, dev_score, test_score, args) -> dict:
+def train_transformers(model, train_enc, loss_of, dev_score, test_score, args,
+                       batches: Callable[[int], list[list[int]]] | None = None) -> dict:
     """The plain loop of transformers' examples: AdamW (no decay on biases and LayerNorms), linear warmup 10%
-    and decay, clip 1.0, random batches of `train_enc` (`loss_of(items)` their loss); the best dev epoch's
-    weights scored by `test_score` (returned as "f1")."""
+    and decay, clip 1.0, random batches of `train_enc` (`loss_of(items)` their loss), or epoch e's batches of
+    indices `batches(e)`; the best dev epoch's weights scored by `test_score` (returned as "f1")."""
     from transformers import get_linear_schedule_with_warmup
+
+    if batches is None:
+        rng = random.Random(args.seed)
+
+        def batches(_: int) -> list[list[int]]:
+            order = list(range(len(train_enc)))
+            rng.shuffle(order)
+            return [order[first: first + args.batch_size] for first in range(0, len(order), args.batch_size)]
 
     decay = [p for n, p in model.named_parameters() if not any(k in n for k in ("bias", "LayerNorm"))]
     no_decay = [p for n, p in model.named_parameters() if any(k in n for k in ("bias", "LayerNorm"))]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay,
                                    "weight_decay": 0.0}], lr=args.lr)
-    steps = args.epochs * -(-len(train_enc) // args.batch_size)
+    epochs = [batches(epoch) for epoch in range(args.epochs)]
+    steps = sum(len(epoch) for epoch in epochs)
     schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
-    rng = random.Random(args.seed)
     best, best_state, seconds = -1.0, None, []
     model.train()
-    for _ in range(args.epochs):
-        order = list(range(len(train_enc)))
-        rng.shuffle(order)
+    for epoch in epochs:
         start = time.monotonic()
-        for first in range(0, len(order), args.batch_size):
-            loss_of([train_enc[i] for i in order[first: first + args.batch_size]]).backward()
+        for batch in epoch:
+            loss_of([train_enc[i] for i in batch]).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()

@@ -6,7 +6,9 @@ training set and score the 7b test set against the official golden file (n-best 
 question, top 5; strict / lenient accuracy and MRR). lr 3e-5, batch 32, seq 384, doc stride 128, 2 epochs:
 
 - transformers: `AutoModelForQuestionAnswering` in the plain loop of its examples, every window padded to
-  384 tokens as `run_qa.py` pads by default;
+  384 tokens as `run_qa.py` pads by default (its span softmax then runs over the padding too); with
+  `--transformers-batches megabio`, on the batches megabio draws for the seed instead (length-grouped, each
+  padded to its longest), which tells the two models and loops apart from the padding;
 - megabio: `finetune_qa` (windows padded to their batch's longest, length-bucketed batches, or random ones with
   `--no-group-by-length`).
 
@@ -15,6 +17,7 @@ training alone. Prints the three scores, seconds per epoch and the time ratio.
 
     python benchmarks/bench_qa.py [--data-dir ../shared/data] [--epochs 2] [--seeds 1234 ...]
         [--side both|transformers|megabio] [--records runs.jsonl] [--no-group-by-length]
+        [--transformers-batches padded|megabio]
 
 With several seeds (or a records file several processes append to) it also prints each run's mean ± sd.
 """
@@ -41,6 +44,7 @@ from seed_records import (
 )
 
 from megabio.convert import convert
+from megabio.finetune.batching import training_batches
 from megabio.finetune.bioasq import factoid_scores, pool_nbest, submission
 from megabio.finetune.config import SpanSettings
 from megabio.finetune.qa import collate, finetune_qa, nbest_answers
@@ -85,13 +89,29 @@ def transformers_run(files: TaskFiles, golden: dict, args: argparse.Namespace) -
         nbest = nbest_answers(_AsMegabio(model).eval(), test_features, test, settings, torch.device("cpu"))
         return factoid_scores(golden, submission(pool_nbest(nbest)))
 
+    batches = None
+    if args.transformers_batches == "megabio":
+        lengths = [len(f.input_ids) for f in train_features]
+
+        def batches(epoch: int) -> list[list[int]]:
+            return training_batches(lengths, args.batch_size, args.seed, epoch, group_by_length=args.group_by_length)
+
+    def loss_of(items) -> torch.Tensor:
+        inputs = collate(items)
+        return model(**(inputs if batches else _padded(inputs, args.seq_length))).loss
+
     # BioASQ has no dev split: a rising count as the dev score keeps the last epoch.
     epochs = itertools.count()
-    result = train_transformers(model, train_features,
-                                lambda items: model(**_padded(collate(items), args.seq_length)).loss,
-                                lambda: next(epochs), test_scores, args)
+    result = train_transformers(model, train_features, loss_of, lambda: next(epochs), test_scores, args, batches)
     return {**result["f1"], "epoch_seconds": result["epoch_seconds"], "windows": len(train_features),
             "mean_tokens": sum(len(f.input_ids) for f in train_features) / len(train_features)}
+
+
+def transformers_run_name(args: argparse.Namespace) -> str:
+    """transformers' run, marked when it trains on megabio's batches (so records of both kinds stay apart)."""
+    if args.transformers_batches == "padded":
+        return "transformers"
+    return f"transformers, megabio's {'grouped' if args.group_by_length else 'random'} batches"
 
 
 def megabio_run(checkpoint: Path, files: TaskFiles, golden_path: Path, args: argparse.Namespace,
@@ -110,6 +130,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seq-length", type=int, default=384)
+    parser.add_argument("--transformers-batches", choices=("padded", "megabio"), default="padded",
+                        help="transformers trains on random batches of windows padded to --seq-length (as "
+                             "run_qa.py does), or on the batches megabio draws (see --no-group-by-length)")
     add_run_arguments(parser)
     args = parser.parse_args()
     folder = Path(args.data_dir) / "qa" / "BioASQ-7b"
@@ -121,13 +144,14 @@ def main() -> None:
         work = Path(tmp)
         convert("hf-bert", "megabio", minilm_directory(), work / "minilm")
         records = run_over_seeds(args, "BioASQ-7b", [
-            ("transformers", lambda a: transformers_run(files, golden, a)),
+            (transformers_run_name(args), lambda a: transformers_run(files, golden, a)),
             (megabio_run_name("megabio", args),
              lambda a: megabio_run(work / "minilm", files, folder / "7B_golden.json", a, work))])
     windows = ""
     if "windows" in records[0]:
+        padded = f" (transformers pads them to {args.seq_length})" if args.transformers_batches == "padded" else ""
         windows = (f"; {records[0]['windows']} training windows of {records[0]['mean_tokens']:.0f} tokens on "
-                   f"average (transformers pads them to {args.seq_length})")
+                   f"average{padded}")
     print(f"\nBioASQ-7b factoid from all-MiniLM-L6-v2, {args.epochs} epochs, lr {args.lr}, batch {args.batch_size}, "
           f"seq {args.seq_length}; {torch.get_num_threads()} threads, CPU {cpu_label()}{windows}\n")
     print("| run | seed | strict acc | lenient acc | MRR | s/epoch | time vs transformers |")
