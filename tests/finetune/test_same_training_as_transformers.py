@@ -2,8 +2,9 @@
 off, so no random masks differ) and the same head weights, megabio's task models trained by the engine and
 transformers' task models trained by the plain loop of its examples (AdamW without decay on biases and
 LayerNorms, `get_linear_schedule_with_warmup`, gradient clipping at 1.0) give the same loss at every step and
-the same weights at the end. What is left between the two in a real run is the random draws alone: head
-initialisation, dropout masks and batch order."""
+the same weights at the end; with dropout on, their gradients over many dropout draws have the same mean and
+spread. What is left between the two in a real run is the random draws alone: head initialisation, dropout
+masks and batch order."""
 
 from __future__ import annotations
 
@@ -105,3 +106,53 @@ def test_engine_steps_equal_the_transformers_loop(kind, tmp_path):
     assert (embeddings - start).abs().max() > 1e-3  # the steps moved the encoder ...
     assert torch.allclose(embeddings, theirs.bert.embeddings.word_embeddings.weight, atol=1e-5)  # ... alike
     assert torch.allclose(ours.head.classifier.weight, getattr(theirs, head_name).weight, atol=1e-5)
+
+
+def _gradient_draws(model: torch.nn.Module, loss, parameters: list[torch.Tensor], draws: int) -> torch.Tensor:
+    """`[draws, n]`: the gradient of `loss()` w.r.t. `parameters` (flattened), once per dropout draw."""
+    model.train()
+    out = []
+    for _ in range(draws):
+        model.zero_grad()
+        loss().backward()
+        out.append(torch.cat([p.grad.flatten() for p in parameters]))
+    return torch.stack(out)
+
+
+def _mean_gap_in_noise_units(a: torch.Tensor, b: torch.Tensor) -> float:
+    """|mean(a) - mean(b)| over the noise the two means carry: about 1 when both draw from one distribution."""
+    noise = (a.var(0) / len(a) + b.var(0) / len(b)).sum()
+    return float(((a.mean(0) - b.mean(0)).norm() ** 2 / noise).sqrt())
+
+
+def test_dropout_gradients_follow_transformers_in_distribution(tmp_path):
+    """With dropout on, a step's gradient is random: over many draws, megabio's span model and transformers'
+    give gradients of the same mean and the same spread (dropout at the same places, rates and scaling),
+    and the spread tells apart a transformers model whose hidden dropout is 0.15 (the check can fail)."""
+    torch.manual_seed(0)
+    save_hf(transformers.BertForPreTraining(transformers.BertConfig(**SHAPE)), tmp_path / "hf")
+    convert("hf-bert", "megabio", tmp_path / "hf", tmp_path / "megabio")
+    ours, _, _ = task_model_from_pretrained("span", tmp_path / "megabio", HeadConfig(2, fc_dropout=0.0),
+                                            ParallelState.single(), seed=3)
+    batch = batches("span", 2)[0]
+    draws = 200
+    real_rows = ours.head.classifier.weight.numel() + SHAPE["vocab_size"] * SHAPE["hidden_size"]
+
+    def transformers_draws(**dropout) -> torch.Tensor:
+        theirs = transformers.BertForQuestionAnswering.from_pretrained(tmp_path / "hf", **dropout)
+        with torch.no_grad():
+            theirs.qa_outputs.weight.copy_(ours.head.classifier.weight)
+            theirs.qa_outputs.bias.copy_(ours.head.classifier.bias)
+        return _gradient_draws(theirs, lambda: theirs(**batch).loss,
+                               [theirs.qa_outputs.weight, theirs.bert.embeddings.word_embeddings.weight], draws)
+
+    torch.manual_seed(1)
+    megabio_draws = _gradient_draws(
+        ours, lambda: ours(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"],
+                           batch["start_positions"], batch["end_positions"])[0],
+        [ours.head.classifier.weight, ours.bert.embeddings.word_embeddings.weight], draws)
+    megabio_draws = megabio_draws[:, :real_rows]  # megabio pads the embedding rows past the vocabulary
+    same, other_rate = transformers_draws(), transformers_draws(hidden_dropout_prob=0.15)
+    assert _mean_gap_in_noise_units(megabio_draws, same) < 1.3
+    assert float(megabio_draws.var(0).sum() / same.var(0).sum()) == pytest.approx(1.0, abs=0.1)
+    assert abs(float(megabio_draws.var(0).sum() / other_rate.var(0).sum()) - 1.0) > 0.2
