@@ -115,7 +115,8 @@ def _gap(values: list[float], reference: list[float]) -> str:
 def _print_seed_summary(records: list[dict], scores: list[str]) -> None:
     """Per task and run: the seeds, each score's mean ± sd over them and the mean's difference to
     transformers' mean (with its standard error), and the mean seconds per epoch (when the runs used the
-    same number of threads)."""
+    same number of threads); then each other run's difference to any further transformers run (such as
+    one on megabio's batches)."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in records:
         groups[record["task"], record["run"]].append(record)
@@ -134,3 +135,11 @@ def _print_seed_summary(records: list[dict], scores: list[str]) -> None:
             else "(runs at different thread counts)"
         seeds = ", ".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
         print(f"| {task} | {run} | {seeds} | " + " | ".join(cells) + f" | {seconds} |")
+    # Other transformers runs of a task (e.g. on megabio's batches): each non-transformers run's gap to them.
+    for (task, run), runs in sorted(groups.items()):
+        if run.startswith("transformers"):
+            continue
+        for (other_task, other), reference in sorted(groups.items()):
+            if other_task == task and other.startswith("transformers") and other != "transformers":
+                cells = [cell for s in scores for cell in ("", _gap([r[s] for r in runs], [r[s] for r in reference]))]
+                print(f"| {task} | {run} vs {other} | | " + " | ".join(cells) + " | |")

@@ -79,6 +79,13 @@ def transformers_losses(model: torch.nn.Module, data: list[dict[str, torch.Tenso
     return losses
 
 
+def _start_from_our_head(head: torch.nn.Linear, ours: torch.nn.Module) -> None:
+    """transformers' head starts from megabio's freshly drawn one."""
+    with torch.no_grad():
+        head.weight.copy_(ours.head.classifier.weight)
+        head.bias.copy_(ours.head.classifier.bias)
+
+
 @pytest.mark.parametrize("kind", sorted(TASKS))
 def test_engine_steps_equal_the_transformers_loop(kind, tmp_path):
     class_name, head_name, num_labels, targets = TASKS[kind]
@@ -90,9 +97,7 @@ def test_engine_steps_equal_the_transformers_loop(kind, tmp_path):
     ours, _, _ = task_model_from_pretrained(kind, tmp_path / "megabio", HeadConfig(num_labels, fc_dropout=0.0),
                                             ParallelState.single(), seed=3)
     theirs = getattr(transformers, class_name).from_pretrained(tmp_path / "hf", num_labels=num_labels)
-    with torch.no_grad():  # transformers' head starts from megabio's freshly drawn one
-        getattr(theirs, head_name).weight.copy_(ours.head.classifier.weight)
-        getattr(theirs, head_name).bias.copy_(ours.head.classifier.bias)
+    _start_from_our_head(getattr(theirs, head_name), ours)
 
     data = batches(kind, num_labels)
     vocab = SHAPE["vocab_size"]  # megabio pads the embedding rows past it
@@ -140,9 +145,7 @@ def test_dropout_gradients_follow_transformers_in_distribution(tmp_path):
 
     def transformers_draws(**dropout) -> torch.Tensor:
         theirs = transformers.BertForQuestionAnswering.from_pretrained(tmp_path / "hf", **dropout)
-        with torch.no_grad():
-            theirs.qa_outputs.weight.copy_(ours.head.classifier.weight)
-            theirs.qa_outputs.bias.copy_(ours.head.classifier.bias)
+        _start_from_our_head(theirs.qa_outputs, ours)
         return _gradient_draws(theirs, lambda: theirs(**batch).loss,
                                [theirs.qa_outputs.weight, theirs.bert.embeddings.word_embeddings.weight], draws)
 
