@@ -128,7 +128,8 @@ def train_transformers(model, train_enc, loss_of, dev_score, test_score, args,
                        batches: Callable[[int], list[list[int]]] | None = None) -> dict:
     """The plain loop of transformers' examples: AdamW (no decay on biases and LayerNorms), linear warmup 10%
     and decay, clip 1.0, random batches of `train_enc` (`loss_of(items)` their loss), or epoch e's batches of
-    indices `batches(e)`; the best dev epoch's weights scored by `test_score` (returned as "f1")."""
+    indices `batches(e)`; the best dev epoch's weights scored by `test_score` (returned as "f1"), with each
+    epoch's mean training loss and dev score (as megabio's metrics give them)."""
     from transformers import get_linear_schedule_with_warmup
 
     if batches is None:
@@ -146,22 +147,26 @@ def train_transformers(model, train_enc, loss_of, dev_score, test_score, args,
     epochs = [batches(epoch) for epoch in range(args.epochs)]
     steps = sum(len(epoch) for epoch in epochs)
     schedule = get_linear_schedule_with_warmup(optimizer, int(0.1 * steps), steps)
-    best, best_state, seconds = -1.0, None, []
+    best, best_state, seconds, losses, dev_scores = -1.0, None, [], [], []
     model.train()
     for epoch in epochs:
-        start = time.monotonic()
+        start, loss_sum = time.monotonic(), 0.0
         for batch in epoch:
-            loss_of([train_enc[i] for i in batch]).backward()
+            loss = loss_of([train_enc[i] for i in batch])
+            loss.backward()
+            loss_sum += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
         seconds.append(time.monotonic() - start)
+        losses.append(loss_sum / len(epoch))
         score = dev_score()
+        dev_scores.append(score)
         if score > best:
             best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
     model.load_state_dict(best_state)
-    return {"f1": test_score(), "epoch_seconds": seconds}
+    return {"f1": test_score(), "epoch_seconds": seconds, "train_loss": losses, "dev_scores": dev_scores}
 
 
 def transformers_relation_run(model_dir: Path, files: TaskFiles, args: argparse.Namespace) -> dict:

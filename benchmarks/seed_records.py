@@ -112,11 +112,23 @@ def _gap(values: list[float], reference: list[float]) -> str:
     return f"{gap} (s.e. {error:.2f})"
 
 
+def _paired_gap(runs: list[dict], reference: list[dict], score: str) -> str:
+    """The mean over seeds both sides ran of the per-seed difference, with its standard error: on the same
+    batches (a transformers run on megabio's batches) the data order is shared, so only the models' own
+    random draws are left in each difference."""
+    theirs = {r["seed"]: r[score] for r in reference}
+    differences = [r[score] - theirs[r["seed"]] for r in runs if r["seed"] in theirs]
+    if len(differences) < 2:
+        return ""
+    error = statistics.stdev(differences) / len(differences) ** 0.5
+    return f"{statistics.fmean(differences):+.2f} (s.e. {error:.2f}, {len(differences)} seeds)"
+
+
 def _print_seed_summary(records: list[dict], scores: list[str]) -> None:
     """Per task and run: the seeds, each score's mean ± sd over them and the mean's difference to
     transformers' mean (with its standard error), and the mean seconds per epoch (when the runs used the
     same number of threads); then each other run's difference to any further transformers run (such as
-    one on megabio's batches)."""
+    one on megabio's batches), pooled and paired by seed."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in records:
         groups[record["task"], record["run"]].append(record)
@@ -143,3 +155,5 @@ def _print_seed_summary(records: list[dict], scores: list[str]) -> None:
             if other_task == task and other.startswith("transformers") and other != "transformers":
                 cells = [cell for s in scores for cell in ("", _gap([r[s] for r in runs], [r[s] for r in reference]))]
                 print(f"| {task} | {run} vs {other} | | " + " | ".join(cells) + " | |")
+                cells = [cell for s in scores for cell in ("", _paired_gap(runs, reference, s))]
+                print(f"| {task} | {run} vs {other}, paired by seed | | " + " | ".join(cells) + " | |")
