@@ -8,7 +8,8 @@ question, top 5; strict / lenient accuracy and MRR). lr 3e-5, batch 32, seq 384,
 - transformers: `AutoModelForQuestionAnswering` in the plain loop of its examples, every window padded to
   384 tokens as `run_qa.py` pads by default (its span softmax then runs over the padding too); with
   `--transformers-batches megabio`, on the batches megabio draws for the seed instead (length-grouped, each
-  padded to its longest), which tells the two models and loops apart from the padding;
+  padded to its longest), which tells the two models and loops apart from the padding; with
+  `--transformers-padding-out-of-loss`, its span softmax leaves the padded positions out, as megabio's does;
 - megabio: `finetune_qa` (windows padded to their batch's longest, length-bucketed batches, or random ones with
   `--no-group-by-length`).
 
@@ -17,7 +18,7 @@ training alone. Prints the three scores, seconds per epoch and the time ratio.
 
     python benchmarks/bench_qa.py [--data-dir ../shared/data] [--epochs 2] [--seeds 1234 ...]
         [--side both|transformers|megabio] [--records runs.jsonl] [--no-group-by-length]
-        [--transformers-batches padded|megabio]
+        [--transformers-batches padded|megabio] [--transformers-padding-out-of-loss]
 
 With several seeds (or a records file several processes append to) it also prints each run's mean ± sd.
 """
@@ -32,6 +33,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from seed_records import (
     add_run_arguments,
     cpu_label,
@@ -107,7 +109,11 @@ def transformers_run(files: TaskFiles, golden: dict, args: argparse.Namespace) -
 
     def loss_of(items) -> torch.Tensor:
         inputs = collate(items)
-        return model(**(inputs if batches else _padded(inputs, args.seq_length))).loss
+        if args.transformers_padding_in_loss:
+            return model(**(inputs if batches else _padded(inputs, args.seq_length))).loss
+        # megabio's span loss: the softmax over the window's own tokens, padding left out
+        start, end = _AsMegabio(model)(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
+        return (F.cross_entropy(start, inputs["start_positions"]) + F.cross_entropy(end, inputs["end_positions"])) / 2
 
     result = train_transformers(model, train_features, loss_of, train_f1, test_scores, args, batches)
     return {**result["f1"], "epoch_seconds": result["epoch_seconds"], "train_loss": result["train_loss"],
@@ -117,9 +123,9 @@ def transformers_run(files: TaskFiles, golden: dict, args: argparse.Namespace) -
 
 def transformers_run_name(args: argparse.Namespace) -> str:
     """transformers' run, marked when it trains on megabio's batches (so records of both kinds stay apart)."""
-    if args.transformers_batches == "padded":
-        return "transformers"
-    return f"transformers, megabio's {'grouped' if args.group_by_length else 'random'} batches"
+    name = "transformers" if args.transformers_batches == "padded" else \
+        f"transformers, megabio's {'grouped' if args.group_by_length else 'random'} batches"
+    return name if args.transformers_padding_in_loss else f"{name}, padding out of its loss"
 
 
 def megabio_run(checkpoint: Path, files: TaskFiles, golden_path: Path, args: argparse.Namespace,
@@ -141,6 +147,10 @@ def main() -> None:
     parser.add_argument("--transformers-batches", choices=("padded", "megabio"), default="padded",
                         help="transformers trains on random batches of windows padded to --seq-length (as "
                              "run_qa.py does), or on the batches megabio draws (see --no-group-by-length)")
+    parser.add_argument("--transformers-padding-out-of-loss", dest="transformers_padding_in_loss",
+                        action="store_false",
+                        help="transformers' span loss leaves padded positions out of its softmax, as megabio's "
+                             "does (its own QA loss takes them in)")
     add_run_arguments(parser)
     args = parser.parse_args()
     folder = Path(args.data_dir) / "qa" / "BioASQ-7b"
