@@ -33,7 +33,6 @@ import tempfile
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from seed_records import (
     add_run_arguments,
     cpu_label,
@@ -48,10 +47,10 @@ from megabio.convert import convert
 from megabio.finetune.batching import training_batches
 from megabio.finetune.bioasq import factoid_scores, pool_nbest, submission
 from megabio.finetune.config import SpanSettings
-from megabio.finetune.qa import collate, finetune_qa, nbest_answers
+from megabio.finetune.qa import answer_scores, collate, finetune_qa, nbest_answers
 from megabio.finetune.qa_data import make_features, read_squad
 from megabio.finetune.recipe import TaskFiles
-from megabio.finetune.squad_metrics import squad_scores
+from megabio.model.task_models import span_loss
 from megabio.tokenizer.wordpiece import load_wordpiece
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -94,8 +93,7 @@ def transformers_run(files: TaskFiles, golden: dict, args: argparse.Namespace) -
 
     def train_f1() -> float:
         """megabio's dev score for BioASQ (it has no dev split): SQuAD F1 on the training questions."""
-        best = {qid: top[0]["text"] for qid, top in answers(train_features, train).items()}
-        return squad_scores({q.id: [text for text, _ in q.answers] for q in train}, best)["f1"]
+        return answer_scores(answers(train_features, train), train)["f1"]
 
     def test_scores() -> dict:
         return factoid_scores(golden, submission(pool_nbest(answers(test_features, test))))
@@ -113,7 +111,7 @@ def transformers_run(files: TaskFiles, golden: dict, args: argparse.Namespace) -
             return model(**(inputs if batches else _padded(inputs, args.seq_length))).loss
         # megabio's span loss: the softmax over the window's own tokens, padding left out
         start, end = _AsMegabio(model)(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
-        return (F.cross_entropy(start, inputs["start_positions"]) + F.cross_entropy(end, inputs["end_positions"])) / 2
+        return span_loss(start, end, inputs["start_positions"], inputs["end_positions"])
 
     result = train_transformers(model, train_features, loss_of, train_f1, test_scores, args, batches)
     return {**result["f1"], "epoch_seconds": result["epoch_seconds"], "train_loss": result["train_loss"],

@@ -82,8 +82,10 @@ def nbest_answers(model, features: Sequence[Feature], questions: Sequence[Questi
     return answers
 
 
-def _gold(questions: Sequence[Question]) -> dict[str, list[str]]:
-    return {q.id: [text for text, _ in q.answers] for q in questions if q.answers}
+def answer_scores(nbest: dict[str, list[dict]], questions: Sequence[Question]) -> dict[str, float]:
+    """SQuAD `exact_match` and `f1` of each question's best answer; {} when the questions carry no answers."""
+    gold = {q.id: [text for text, _ in q.answers] for q in questions if q.answers}
+    return squad_scores(gold, {qid: top[0]["text"] for qid, top in nbest.items()}) if gold else {}
 
 
 def _bioasq_inputs(golden: str | Sequence[str], bioasq: bool, questions: Sequence[Question], where: str
@@ -104,7 +106,7 @@ def scored_answers(nbest: dict[str, list[dict]], questions: Sequence[Question], 
     SQuAD EM / F1 where the questions have answers; with `bioasq`, the pooled submission, scored against
     `goldens` (path -> golden JSON) when there are any."""
     best = {qid: top[0]["text"] for qid, top in nbest.items()}
-    metrics: dict = squad_scores(gold, best) if (gold := _gold(questions)) else {}
+    metrics: dict = answer_scores(nbest, questions)
     files = {"nbest.json": json.dumps(nbest, indent=1), "predictions.json": json.dumps(best, indent=1)}
     if bioasq:
         pooled = submission(pool_nbest(nbest))
@@ -141,8 +143,7 @@ def finetune_qa(checkpoint: str | os.PathLike, files: TaskFiles, output_dir: str
             return nbest_answers(model, features[name], questions, settings, device, config.precision)
 
         def dev_f1() -> float:
-            best = {qid: top[0]["text"] for qid, top in answers("dev", dev).items()}
-            return squad_scores(_gold(dev), best)["f1"]
+            return answer_scores(answers("dev", dev), dev)["f1"]
 
         def finish() -> tuple[dict, dict[str, str]]:
             metrics, files_out = scored_answers(answers("scored", scored), scored, goldens, bioasq, log)

@@ -157,8 +157,13 @@ class BertForSpanExtraction(_TaskModel):
         start, end = logits.unbind(-1)
         if start_positions is None:
             return start, end
-        loss = (F.cross_entropy(start, start_positions) + F.cross_entropy(end, end_positions)) / 2
-        return loss, (start, end)
+        return span_loss(start, end, start_positions, end_positions), (start, end)
+
+
+def span_loss(start: torch.Tensor, end: torch.Tensor, start_positions: torch.Tensor,
+              end_positions: torch.Tensor) -> torch.Tensor:
+    """The mean of the start and end cross entropies over each window's positions (logits `[b, s]`)."""
+    return (F.cross_entropy(start, start_positions) + F.cross_entropy(end, end_positions)) / 2
 
 
 TASK_MODELS: dict[TaskKind, type[_TaskModel]] = {
