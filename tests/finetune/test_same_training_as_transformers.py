@@ -3,8 +3,10 @@ off, so no random masks differ) and the same head weights, megabio's task models
 transformers' task models trained by the plain loop of its examples (AdamW without decay on biases and
 LayerNorms, `get_linear_schedule_with_warmup`, gradient clipping at 1.0) give the same loss at every step and
 the same weights at the end; with dropout on, their gradients over many dropout draws have the same mean and
-spread. What is left between the two in a real run is the random draws alone: head initialisation, dropout
-masks and batch order."""
+spread. Batches carry padding; transformers' span loss is taken over each window's own positions, as
+megabio's is (its `BertForQuestionAnswering` loss also takes the padded positions into the softmax). What is
+left between the two in a real run is the random draws alone: head initialisation, dropout masks and batch
+order."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from megabio.convert import convert
 from megabio.finetune.checkpoints import task_model_from_pretrained
 from megabio.finetune.config import FinetuneConfig
 from megabio.finetune.recipe import ModelLoss
-from megabio.model.task_models import HeadConfig
+from megabio.model.task_models import HeadConfig, span_loss
 from megabio.parallel import ParallelState
 from megabio.training.engine import Engine
 from tests.convert.test_hf import SHAPE, save_hf
@@ -32,24 +34,22 @@ TASKS = {  # megabio kind: (transformers class, its head's module name, labels, 
 
 
 def batches(kind: str, num_labels: int) -> list[dict[str, torch.Tensor]]:
-    """Random batches; token and sequence batches carry padding (their labels ignore it); span windows are
-    full, as transformers' QA loss takes its softmax over every position."""
+    """Random batches with padding (labels and answers inside each example's own length)."""
     generator = torch.Generator().manual_seed(1)
     out = []
     for _ in range(STEPS):
         ids = torch.randint(5, SHAPE["vocab_size"], (BATCH, LENGTH), generator=generator)
-        mask = torch.ones_like(ids)
+        lengths = torch.randint(LENGTH // 2, LENGTH + 1, (BATCH,), generator=generator)
+        mask = (torch.arange(LENGTH) < lengths[:, None]).long()
+        ids.masked_fill_(mask == 0, 0)
         batch = {"input_ids": ids, "attention_mask": mask,
                  "token_type_ids": (torch.arange(LENGTH) >= LENGTH // 3).long().expand(BATCH, -1).clone()}
         if kind == "span":
-            start = torch.randint(LENGTH // 3, LENGTH - 4, (BATCH,), generator=generator)
+            start = (LENGTH // 3 + torch.rand(BATCH, generator=generator) * (lengths - 4 - LENGTH // 3)).long()
             width = torch.randint(0, 4, (BATCH,), generator=generator)
             batch.update(start_positions=start, end_positions=start + width)
             out.append(batch)
             continue
-        lengths = torch.randint(LENGTH // 2, LENGTH + 1, (BATCH,), generator=generator)
-        mask.copy_(torch.arange(LENGTH) < lengths[:, None])
-        ids.masked_fill_(mask == 0, 0)
         if kind == "token":
             labels = torch.randint(0, num_labels, (BATCH, LENGTH), generator=generator)
             labels[(mask == 0) | (torch.rand(BATCH, LENGTH, generator=generator) < 0.3)] = -100
@@ -57,6 +57,16 @@ def batches(kind: str, num_labels: int) -> list[dict[str, torch.Tensor]]:
             labels = torch.randint(0, num_labels, (BATCH,), generator=generator)
         out.append({**batch, "labels": labels})
     return out
+
+
+def transformers_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """transformers' task loss; for spans, megabio's span loss on its logits with the padding masked out."""
+    if not isinstance(model, transformers.BertForQuestionAnswering):
+        return model(**batch).loss
+    out = model(**{k: v for k, v in batch.items() if not k.endswith("_positions")})
+    padding = batch["attention_mask"] == 0
+    return span_loss(out.start_logits.masked_fill(padding, -1e4), out.end_logits.masked_fill(padding, -1e4),
+                     batch["start_positions"], batch["end_positions"])
 
 
 def transformers_losses(model: torch.nn.Module, data: list[dict[str, torch.Tensor]]) -> list[float]:
@@ -69,7 +79,7 @@ def transformers_losses(model: torch.nn.Module, data: list[dict[str, torch.Tenso
     model.train()
     losses = []
     for batch in data:
-        loss = model(**batch).loss
+        loss = transformers_loss(model, batch)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), CONFIG.clip_grad)
         optimizer.step()
@@ -146,7 +156,7 @@ def test_dropout_gradients_follow_transformers_in_distribution(tmp_path):
     def transformers_draws(**dropout) -> torch.Tensor:
         theirs = transformers.BertForQuestionAnswering.from_pretrained(tmp_path / "hf", **dropout)
         _start_from_our_head(theirs.qa_outputs, ours)
-        return _gradient_draws(theirs, lambda: theirs(**batch).loss,
+        return _gradient_draws(theirs, lambda: transformers_loss(theirs, batch),
                                [theirs.qa_outputs.weight, theirs.bert.embeddings.word_embeddings.weight], draws)
 
     torch.manual_seed(1)
