@@ -18,6 +18,39 @@ from megabio.parallel.sharding import divide
 from megabio.parallel.state import ParallelState
 
 
+class _SplitHeads(torch.autograd.Function):
+    """`[s, b, np, k, hn]` -> k tensors `[b, np, s, hn]`, the k parts of one contiguous `[k, b, np, s, hn]`.
+
+    One copy, so that the batched matmuls read Q, K and V in place (and their gradients come back in place)
+    instead of copying each operand in forward and again in backward. The backward writes each part's
+    gradient straight into the `[s, b, np, k, hn]` layout: one strided copy, where autograd's own
+    (stacking the parts, then undoing the permute) would copy twice."""
+
+    @staticmethod
+    def forward(ctx, packed):
+        ctx.set_materialize_grads(False)
+        return packed.permute(3, 1, 2, 0, 4).contiguous().unbind(0)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        reference = next(g for g in grads if g is not None)
+        batch, heads, seq_len, head_dim = reference.shape
+        grad = reference.new_empty(seq_len, batch, heads, len(grads), head_dim)
+        for part, part_grad in enumerate(grads):
+            target = grad.select(3, part)
+            if part_grad is None:
+                target.zero_()
+            else:
+                target.copy_(part_grad.permute(2, 0, 1, 3))
+        return grad
+
+
+def split_heads(packed: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """`[s, b, np, k, hn]` (k = 3 for Q, K, V) -> k tensors `[b, np, s, hn]`, as
+    `packed.permute(3, 1, 2, 0, 4).contiguous().unbind(0)` gives them, with a backward that copies once."""
+    return _SplitHeads.apply(packed)
+
+
 class ParallelSelfAttention(nn.Module):
     """Self-attention; each TP rank owns num_heads / tp heads.
 
@@ -52,9 +85,7 @@ class ParallelSelfAttention(nn.Module):
             qkv, _ = self.query_key_value(x)  # [s, b, 3 * h / tp]
             seq_len, batch = qkv.shape[:2]
             qkv = qkv.view(seq_len, batch, self.heads_per_rank, 3, self.head_dim)  # [s, b, np, 3, hn]
-            # One copy into [3, b, np, s, hn]: the batched matmuls then read Q, K and V in place (and their
-            # gradients come back in place) instead of copying each operand in forward and again in backward.
-            query, key, value = qkv.permute(3, 1, 2, 0, 4).contiguous().unbind(0)  # 3 x [b, np, s, hn]
+            query, key, value = split_heads(qkv)  # 3 x [b, np, s, hn]
             context = self._attend(query, key, value, padding_mask)  # [b, np, s, hn]
             return self.dense(context.permute(2, 0, 1, 3).reshape(seq_len, batch, -1))  # [s, b, h / tp]
         query, key, value, slots = self._project_queries_at_rows(x, rows)
@@ -71,8 +102,7 @@ class ParallelSelfAttention(nn.Module):
         bias = self.query_key_value.bias.view(self.heads_per_rank, 3, self.head_dim)
         x = copy_to_tensor_parallel_region(x, self.query_key_value.state)  # gradients of both parts summed
         kv = linear(x, weight[:, 1:].reshape(-1, hidden), bias[:, 1:].reshape(-1))  # [s, b, np * 2 * hn]
-        key, value = kv.view(seq_len, batch, self.heads_per_rank, 2, self.head_dim).permute(
-            3, 1, 2, 0, 4).contiguous().unbind(0)  # 2 x [b, np, s, hn]
+        key, value = split_heads(kv.view(seq_len, batch, self.heads_per_rank, 2, self.head_dim))  # 2 x [b, np, s, hn]
         queries = linear(x.transpose(0, 1)[rows], weight[:, 0].reshape(-1, hidden), bias[:, 0].reshape(-1))
         width = int(rows.sum(1).max())
         slots = rows.nonzero(as_tuple=True)[0] * width + (rows.cumsum(1) - 1)[rows]

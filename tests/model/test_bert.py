@@ -182,3 +182,22 @@ def test_binary_loss_alone():
     loss, logits, binary = model(batch["input_ids"], binary_labels=batch["binary_labels"])
     torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(binary, batch["binary_labels"]))
     assert logits.shape[:2] == batch["input_ids"].shape
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+def test_split_heads_matches_permute_and_unbind(parts):
+    """split_heads gives what `permute(3, 1, 2, 0, 4).contiguous().unbind(0)` gives, and the same gradient,
+    also when one part's gradient is None (that part unused)."""
+    torch.manual_seed(0)
+    packed = torch.randn(5, 3, 4, parts, 6, dtype=torch.float64)
+    weights = [torch.randn(3, 4, 5, 6, dtype=torch.float64) for _ in range(parts)]
+    for used in (parts, parts - 1):
+        got_input = packed.clone().requires_grad_()
+        want_input = packed.clone().requires_grad_()
+        got = attention_module.split_heads(got_input)
+        want = want_input.permute(3, 1, 2, 0, 4).contiguous().unbind(0)
+        assert len(got) == parts
+        assert all(g.is_contiguous() and torch.equal(g, w) for g, w in zip(got, want, strict=True))
+        sum((g * w).sum() for g, w in zip(got[:used], weights[:used], strict=True)).backward()
+        sum((g * w).sum() for g, w in zip(want[:used], weights[:used], strict=True)).backward()
+        assert torch.equal(got_input.grad, want_input.grad)
