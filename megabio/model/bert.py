@@ -19,6 +19,19 @@ def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+# The labelled rows reach the MLM head in a count padded to this multiple: the vocabulary GEMMs (forward,
+# input and weight gradients) run below their rate at odd row counts (5-10% on AVX-512 CPUs in both fp32
+# and bf16), and tensor cores want multiples of 8.
+_HEAD_ROW_MULTIPLE = 8
+
+
+def _pad_rows(hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """hidden `[n, h]` and labels `[n]` padded with zero rows and ignored labels to a multiple of
+    `_HEAD_ROW_MULTIPLE` rows: the padding adds nothing to the loss and gets no gradient."""
+    padding = -hidden.shape[0] % _HEAD_ROW_MULTIPLE
+    return F.pad(hidden, (0, 0, 0, padding)), F.pad(labels, (0, padding), value=IGNORE_INDEX)
+
+
 class BertModel(nn.Module):
     """Megatron BERT encoder: `forward(input_ids [b, s], attention_mask, token_type_ids)` -> `[b, s, h]`.
 
@@ -107,11 +120,15 @@ class BertForPretraining(nn.Module):
             mlm_logits = self.lm_head(hidden)  # [b, s, vocab / tp]
         else:
             # Only ~15% of positions carry a label: the softmax over the vocabulary runs on those alone.
+            labels = mlm_labels[labelled]
             if logits_at_labels_only:
-                mlm_logits = labelled_logits = self.lm_head(labelled_hidden)
+                labelled_count = labels.shape[0]
+                labelled_hidden, labels = _pad_rows(labelled_hidden, labels)
+                labelled_logits = self.lm_head(labelled_hidden)
+                mlm_logits = labelled_logits[:labelled_count]
             else:
                 mlm_logits, labelled_logits = self.lm_head.with_rows(hidden, labelled)  # [b, s, vocab / tp]
-            per_token = vocab_parallel_cross_entropy(labelled_logits, mlm_labels[labelled], self.parallel_state)
+            per_token = vocab_parallel_cross_entropy(labelled_logits, labels, self.parallel_state)
             loss = per_token.sum() / labelled.sum().clamp(min=1)
         if binary_labels is not None:
             binary_loss = F.cross_entropy(_at_least_fp32(binary_logits), binary_labels, ignore_index=IGNORE_INDEX)

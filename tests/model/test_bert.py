@@ -155,6 +155,8 @@ def test_logits_at_labels_only_gives_the_same_loss_and_gradients(order, backend,
     _, dense_logits, dense_binary = model(**batch)
     mlp_rows = []
     model.bert.encoder.layers[-1].mlp.register_forward_hook(lambda _m, inputs, _o: mlp_rows.append(inputs[0].shape))
+    head_rows = []
+    model.lm_head.register_forward_pre_hook(lambda _m, inputs: head_rows.append(inputs[0].shape[0]))
     attention, queried = model.bert.encoder.layers[-1].self_attention, []
     attend = attention._attend
     attention._attend = lambda query, *rest: queried.append(query.shape) or attend(query, *rest)
@@ -165,6 +167,8 @@ def test_logits_at_labels_only_gives_the_same_loss_and_gradients(order, backend,
     assert mlp_rows[-1][0] == int(labelled[:, 1:].sum()) + labelled.shape[0], "the last MLP ran at every position"
     assert queried[-1][2] == int(labelled[:, 1:].sum(1).max()) + 1, "the last attention queried every position"
     assert logits.shape == (int(labelled.sum()), model.config.padded_vocab_size())
+    # The head ran at the labelled rows padded to a multiple of 8 (here the count itself is not one).
+    assert int(labelled.sum()) % 8 and head_rows[-1] == -(-int(labelled.sum()) // 8) * 8, head_rows
     torch.testing.assert_close(logits, dense_logits[labelled], rtol=1e-12, atol=1e-12)
     if binary_head != "none":
         torch.testing.assert_close(binary, dense_binary, rtol=1e-12, atol=1e-12)
