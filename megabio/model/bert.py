@@ -20,8 +20,8 @@ def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
 
 
 # The labelled rows reach the MLM head in a count padded to this multiple: the vocabulary GEMMs (forward,
-# input and weight gradients) run below their rate at odd row counts (5-10% on AVX-512 CPUs in both fp32
-# and bf16), and tensor cores want multiples of 8.
+# input and weight gradients) ran 5-10% slower at odd row counts on an AVX-512 CPU, in fp32 and bf16
+# (README, Benchmarks), and tensor cores want multiples of 8.
 _HEAD_ROW_MULTIPLE = 8
 
 
