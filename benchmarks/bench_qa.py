@@ -50,7 +50,7 @@ from megabio.finetune.config import SpanSettings
 from megabio.finetune.qa import answer_scores, collate, finetune_qa, nbest_answers
 from megabio.finetune.qa_data import make_features, read_squad
 from megabio.finetune.recipe import TaskFiles
-from megabio.model.task_models import span_loss
+from megabio.model.task_models import mask_padded_positions, span_loss
 from megabio.tokenizer.wordpiece import load_wordpiece
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -66,8 +66,7 @@ class _AsMegabio(torch.nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids):
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-        mask = attention_mask == 0
-        return out.start_logits.masked_fill(mask, -1e4), out.end_logits.masked_fill(mask, -1e4)
+        return mask_padded_positions(out.start_logits, out.end_logits, attention_mask)
 
 
 def _padded(batch: dict, length: int) -> dict:
@@ -106,9 +105,9 @@ def transformers_run(files: TaskFiles, golden: dict, args: argparse.Namespace) -
             return training_batches(lengths, args.batch_size, args.seed, epoch, group_by_length=args.group_by_length)
 
     def loss_of(items) -> torch.Tensor:
-        inputs = collate(items)
+        inputs = collate(items) if batches else _padded(collate(items), args.seq_length)
         if args.transformers_padding_in_loss:
-            return model(**(inputs if batches else _padded(inputs, args.seq_length))).loss
+            return model(**inputs).loss
         # megabio's span loss: the softmax over the window's own tokens, padding left out
         start, end = _AsMegabio(model)(inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"])
         return span_loss(start, end, inputs["start_positions"], inputs["end_positions"])
@@ -121,8 +120,9 @@ def transformers_run(files: TaskFiles, golden: dict, args: argparse.Namespace) -
 
 def transformers_run_name(args: argparse.Namespace) -> str:
     """transformers' run, marked when it trains on megabio's batches (so records of both kinds stay apart)."""
-    name = "transformers" if args.transformers_batches == "padded" else \
-        f"transformers, megabio's {'grouped' if args.group_by_length else 'random'} batches"
+    name = "transformers"
+    if args.transformers_batches == "megabio":
+        name += f", megabio's {'grouped' if args.group_by_length else 'random'} batches"
     return name if args.transformers_padding_in_loss else f"{name}, padding out of its loss"
 
 

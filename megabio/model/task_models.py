@@ -151,13 +151,20 @@ class BertForSpanExtraction(_TaskModel):
                 token_type_ids: torch.Tensor | None = None, start_positions: torch.Tensor | None = None,
                 end_positions: torch.Tensor | None = None):
         hidden = self.bert(input_ids, attention_mask, token_type_ids)  # [b, s, h]
-        logits = self.head(hidden).float()  # [b, s, 2]
+        start, end = self.head(hidden).float().unbind(-1)  # [b, s] each
         if attention_mask is not None:
-            logits = logits.masked_fill((attention_mask == 0)[..., None], -1e4)
-        start, end = logits.unbind(-1)
+            start, end = mask_padded_positions(start, end, attention_mask)
         if start_positions is None:
             return start, end
         return span_loss(start, end, start_positions, end_positions), (start, end)
+
+
+def mask_padded_positions(start: torch.Tensor, end: torch.Tensor, attention_mask: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Start and end logits `[b, s]` with the padded positions (attention_mask 0) at -1e4: they take no
+    probability in the span softmax and are never an answer's start or end."""
+    padding = attention_mask == 0
+    return start.masked_fill(padding, -1e4), end.masked_fill(padding, -1e4)
 
 
 def span_loss(start: torch.Tensor, end: torch.Tensor, start_positions: torch.Tensor,

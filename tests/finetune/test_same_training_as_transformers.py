@@ -17,7 +17,7 @@ from megabio.convert import convert
 from megabio.finetune.checkpoints import task_model_from_pretrained
 from megabio.finetune.config import FinetuneConfig
 from megabio.finetune.recipe import ModelLoss
-from megabio.model.task_models import HeadConfig, span_loss
+from megabio.model.task_models import HeadConfig, mask_padded_positions, span_loss
 from megabio.parallel import ParallelState
 from megabio.training.engine import Engine
 from tests.convert.test_hf import SHAPE, save_hf
@@ -64,9 +64,8 @@ def transformers_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) ->
     if not isinstance(model, transformers.BertForQuestionAnswering):
         return model(**batch).loss
     out = model(**{k: v for k, v in batch.items() if not k.endswith("_positions")})
-    padding = batch["attention_mask"] == 0
-    return span_loss(out.start_logits.masked_fill(padding, -1e4), out.end_logits.masked_fill(padding, -1e4),
-                     batch["start_positions"], batch["end_positions"])
+    start, end = mask_padded_positions(out.start_logits, out.end_logits, batch["attention_mask"])
+    return span_loss(start, end, batch["start_positions"], batch["end_positions"])
 
 
 def transformers_losses(model: torch.nn.Module, data: list[dict[str, torch.Tensor]]) -> list[float]:
